@@ -1,0 +1,10 @@
+//! rzmap's deterministic core.
+//!
+//! Everything here decides *what* to send and *what a reply means*. It performs no system
+//! calls (beyond reading user-named files) and contains no `unsafe`: the Linux I/O layer
+//! lives in `rzmap-sys`. Each module holds one concept; see ARCHITECTURE.md for the data flow.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod fields;
+pub mod target;

@@ -1,0 +1,1 @@
+//! A simulated Internet built from Linux network namespaces, with exact ground truth.

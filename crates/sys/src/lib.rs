@@ -1,0 +1,1 @@
+//! rzmap's Linux I/O layer: the only crate with `unsafe`, behind small safe wrappers.
