@@ -556,7 +556,7 @@ pub fn os_random_seed() -> Result<u64, InputError> {
 // Value parsers. Each names the flag; list parsers give the 1-based column of the bad item.
 
 fn range_text(min: u64, max: u64) -> String {
-    if max == u64::MAX {
+    if max >= u64::from(u32::MAX) {
         format!("a whole number of at least {min}")
     } else {
         format!("a whole number from {min} to {max}")
@@ -1106,6 +1106,251 @@ mod tests {
         assert_eq!(DedupMethod::Default.resolve(1), DedupMethod::Full);
         assert_eq!(DedupMethod::Default.resolve(2), DedupMethod::Window);
         assert_eq!(DedupMethod::None.resolve(2), DedupMethod::None);
+    }
+
+    fn resolve_args(items: &[&str]) -> Result<ScanConfig, String> {
+        let argv: Vec<std::ffi::OsString> =
+            std::iter::once("rzmap").chain(items.iter().copied()).map(Into::into).collect();
+        let p = crate::args::parse(&argv).map_err(|e| e.to_string())?;
+        resolve(&p.args, || Ok(42)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_zmap() {
+        let c = resolve_args(&[]).unwrap();
+        assert_eq!(c.rate, SendRate::Default);
+        assert_eq!(c.batch, 64);
+        assert_eq!(c.probes, 1);
+        assert_eq!(c.cooldown_secs, 8);
+        assert_eq!(c.retries, 10);
+        assert_eq!((c.seed, c.seed_provided), (42, false));
+        assert_eq!((c.shards, c.shard), (1, 0));
+        assert_eq!(c.source_ports, (32768, 61000));
+        assert_eq!(c.probe_module, "tcp_synscan");
+        assert_eq!(c.probe_ttl, 64);
+        assert_eq!(c.output_module, "csv");
+        assert_eq!(c.output_file, Sink::Stdout);
+        assert_eq!(c.output_fields, FieldSelection::Names(vec!["saddr".into()]));
+        assert!(c.default_mode);
+        assert_eq!(c.dedup_method, DedupMethod::Default);
+        assert_eq!(c.dedup_window_size, 1_000_000);
+        assert_eq!(c.verbosity, 3);
+        assert_eq!(c.log, LogDest::Stderr);
+        assert!(c.syslog && !c.quiet && !c.summary && !c.iplayer);
+        assert_eq!(c.max_sendto_failures, None);
+        assert_eq!(c.min_hitrate, 0.0);
+        assert_eq!(c.sender_threads, None);
+        assert_eq!(c.dryrun, DryRun::Off);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn values_are_resolved() {
+        let c = resolve_args(&[
+            "-p",
+            "80,443",
+            "-B",
+            "10M",
+            "--batch",
+            "256",
+            "-n",
+            "0.1%",
+            "-t",
+            "0",
+            "-N",
+            "5",
+            "-P",
+            "2",
+            "-c",
+            "0",
+            "-e",
+            "7",
+            "--shards",
+            "4",
+            "--shard",
+            "3",
+            "-s",
+            "40000-40099",
+            "-S",
+            "198.18.0.1-198.18.0.2",
+            "-G",
+            "00:11:22:33:44:55",
+            "--source-mac",
+            "66:77:88:99:aa:bb",
+            "-i",
+            "veth0",
+            "-X",
+            "--fast-dryrun",
+            "--probe-ttl",
+            "255",
+            "-o",
+            "-",
+            "-f",
+            "*",
+            "--dedup-method",
+            "window",
+            "--dedup-window-size",
+            "10",
+            "-v",
+            "5",
+            "-L",
+            "/tmp/logs",
+            "-m",
+            "-",
+            "-u",
+            "st.csv",
+            "--disable-syslog",
+            "--user-metadata",
+            "{\"k\": 1}",
+            "--max-sendto-failures",
+            "3",
+            "--min-hitrate",
+            "0.5",
+            "-T",
+            "255",
+            "--cores",
+            "0,1",
+            "--validate-source-port",
+            "disable",
+            "198.18.0.0/24",
+            "host.example",
+        ])
+        .unwrap();
+        assert_eq!(c.target_ports, vec![80, 443]);
+        assert_eq!(c.rate, SendRate::Bandwidth(10_000_000));
+        assert_eq!(c.batch, 256);
+        assert_eq!(c.max_targets, Some(MaxTargets::Percent(0.1)));
+        assert_eq!(c.max_runtime, None);
+        assert_eq!(c.max_results, Some(5));
+        assert_eq!((c.probes, c.cooldown_secs, c.seed, c.seed_provided), (2, 0, 7, true));
+        assert_eq!((c.shards, c.shard), (4, 3));
+        assert_eq!(c.source_ports, (40000, 40099));
+        assert_eq!(c.source_ips.len(), 2);
+        assert_eq!(c.gateway_mac, Some([0, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!(c.source_mac, Some([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]));
+        assert_eq!(c.interface.as_deref(), Some("veth0"));
+        assert!(c.iplayer);
+        assert_eq!(c.dryrun, DryRun::Fast);
+        assert_eq!(c.probe_ttl, 255);
+        assert_eq!(c.output_fields, FieldSelection::All);
+        assert!(!c.default_mode);
+        assert_eq!(c.dedup_method, DedupMethod::Window);
+        assert_eq!(c.dedup_window_size, 10);
+        assert_eq!(c.verbosity, 5);
+        assert_eq!(c.log, LogDest::Directory("/tmp/logs".into()));
+        assert_eq!(c.metadata_file, Some(Sink::Stdout));
+        assert_eq!(c.status_updates_file, Some(Sink::File("st.csv".into())));
+        assert!(!c.syslog);
+        assert_eq!(c.user_metadata, Some(serde_json::json!({"k": 1})));
+        assert_eq!(c.max_sendto_failures, Some(3));
+        assert_eq!(c.min_hitrate, 0.5);
+        assert_eq!(c.sender_threads, Some(255));
+        assert_eq!(c.cores, Some(vec![0, 1]));
+        assert_eq!(c.validate_source_port, Some(false));
+        assert_eq!(c.subnets, vec!["198.18.0.0/24", "host.example"]);
+        // ScanConfig serialises (for metadata and debugging).
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["target_ports"], serde_json::json!([80, 443]));
+    }
+
+    #[test]
+    fn several_ports_change_the_default_fields() {
+        let c = resolve_args(&["-p", "80,443"]).unwrap();
+        assert_eq!(c.output_fields, FieldSelection::Names(vec!["saddr".into(), "sport".into()]));
+        assert!(c.default_mode);
+        assert!(!resolve_args(&["--output-filter="]).unwrap().default_mode);
+        assert!(!resolve_args(&["-O", "csv"]).unwrap().default_mode);
+    }
+
+    #[test]
+    fn combination_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-r", "5", "-B", "1M"], "--rate: --rate and --bandwidth cannot be used together"),
+            (
+                &["--shards", "2"],
+                "--shards: sharding needs --seed, so that every shard walks the same permutation",
+            ),
+            (
+                &["--shards", "2", "--shard", "2", "-e", "1"],
+                "--shard: shard 2 does not exist with --shards 2 (shards are numbered from 0)",
+            ),
+            (
+                &["--shard", "1"],
+                "--shard: shard 1 does not exist with --shards 1 (shards are numbered from 0)",
+            ),
+            (
+                &["-P", "3", "-s", "1000-1001"],
+                "--probes: 3 probes per target need 3 source ports, but --source-port gives 2",
+            ),
+            (&["-P", "0"], "--probes: expected a whole number of at least 1, got \"0\""),
+            (
+                &["--batch", "65536"],
+                "--batch: expected a whole number from 1 to 65535, got \"65536\"",
+            ),
+            (&["-T", "0"], "--sender-threads: expected a whole number from 1 to 255, got \"0\""),
+            (
+                &["-T", "256"],
+                "--sender-threads: expected a whole number from 1 to 255, got \"256\"",
+            ),
+            (&["-v", "6"], "--verbosity: expected a whole number from 0 to 5, got \"6\""),
+            (
+                &["--probe-ttl", "0"],
+                "--probe-ttl: expected a whole number from 1 to 255, got \"0\"",
+            ),
+            (
+                &["-l", "a", "-L", "b"],
+                "--log-file: --log-file and --log-directory cannot be used together",
+            ),
+            (
+                &["-d", "--fast-dryrun"],
+                "--fast-dryrun: --dryrun and --fast-dryrun cannot be used together",
+            ),
+            (
+                &["--user-metadata", "{x"],
+                "--user-metadata: column 2: not valid JSON: key must be a string",
+            ),
+            (
+                &["--dedup-method", "lru"],
+                "--dedup-method: expected default, none, full or window, got \"lru\"",
+            ),
+            (
+                &["--dedup-method", "full", "-p", "1,2"],
+                "--dedup-method: \"full\" remembers addresses, not ports, and cannot be used with several target ports; use \"window\"",
+            ),
+            (
+                &["--validate-source-port", "yes"],
+                "--validate-source-port: expected \"enable\" or \"disable\", got \"yes\"",
+            ),
+            (
+                &["--max-sendto-failures", "-2"],
+                "--max-sendto-failures: expected -1 (no limit) or a whole number, got \"-2\"",
+            ),
+            (
+                &["--min-hitrate", "x"],
+                "--min-hitrate: expected a percentage from 0 to 100, got \"x\"",
+            ),
+            (
+                &["-i", "a-very-long-interface-name"],
+                "--interface: \"a-very-long-interface-name\" is not an interface name (at most 15 bytes, no '/' or spaces)",
+            ),
+            (&["-M", ""], "--probe-module: the value is empty"),
+        ];
+        for (argv, want) in cases {
+            assert_eq!(resolve_args(argv).unwrap_err(), *want, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn many_probes_over_few_ports_warn() {
+        let c = resolve_args(&["-P", "2", "-s", "1000-1010"]).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("2 probes per target over 11 source ports"));
+        assert!(resolve_args(&["-P", "2", "-s", "1000-1020"]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn os_seed_is_random() {
+        assert_ne!(os_random_seed().unwrap(), os_random_seed().unwrap());
     }
 
     proptest! {

@@ -7,6 +7,9 @@
 //! options that exclude each other (`-r`/`-B`, `-l`/`-L`, `-d`/`--fast-dryrun`) are an error
 //! when both come from the same source; when one comes from the command line and the other
 //! from a config file, the command line's wins.
+//!
+//! Debugging aid: with the environment variable [`DUMP_CONFIG_ENV`] set to `1`, rzmap prints
+//! the validated [`config::ScanConfig`] as JSON on standard output and exits without scanning.
 
 pub mod args;
 pub mod conffile;
@@ -19,6 +22,9 @@ use rzmap_core::error::{InputError, Position};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
+
+/// Environment variable that makes rzmap print its resolved configuration and exit.
+pub const DUMP_CONFIG_ENV: &str = "RZMAP_DUMP_CONFIG";
 
 /// Why a run stopped early.
 enum Failure {
@@ -159,6 +165,12 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
         for w in &config.warnings {
             let _ = writeln!(std::io::stderr(), "rzmap: warning: {w}");
         }
+    }
+    if std::env::var_os(DUMP_CONFIG_ENV).is_some_and(|v| v == "1") {
+        let json = serde_json::to_string_pretty(&config)
+            .map_err(|e| InputError::new(DUMP_CONFIG_ENV, e.to_string()))?;
+        let _ = writeln!(out, "{json}");
+        return Ok(0);
     }
     if config.netmap_wait_ping.is_some() {
         return Err(attribute(
