@@ -270,7 +270,7 @@ mod tests {
         let t = build_targets(&cfg(&["-b", &p, "198.18.0.0/24"]), &no_dns).unwrap();
         assert!(!t.default_blocklist && t.warnings.is_empty());
         assert_eq!(t.space.count(), 256);
-        let block = file("198.18.0.0/25 # half\ntwo.example\n");
+        let block = file("198.18.0.128/25 # half\ntwo.example\n");
         let p = block.path().display().to_string();
         let t = build_targets(&cfg(&["-b", &p, "198.18.0.0/24"]), &no_dns).unwrap();
         assert_eq!(t.space.count(), 127);
