@@ -128,15 +128,6 @@ impl DedupMethod {
     }
 }
 
-/// Which fields to output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub enum FieldSelection {
-    /// `*`: every field of the schema.
-    All,
-    /// These names, in this order (not yet checked against the schema).
-    Names(Vec<String>),
-}
-
 /// Where a stream of output goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Sink {
@@ -237,12 +228,13 @@ pub struct ScanConfig {
     // --- output ---
     /// `-o`.
     pub output_file: Sink,
-    /// `-O`.
-    pub output_module: String,
+    /// `-O` as given (`None`: csv; checked against the output registry later).
+    pub output_module: Option<String>,
     /// `--output-args`.
     pub output_args: Option<String>,
-    /// `-f`, or the default (`saddr`, or `saddr,sport` with several ports).
-    pub output_fields: FieldSelection,
+    /// `-f` as given (`None`: `saddr`, or `saddr,sport` with several ports; checked
+    /// against the probe module's fields later).
+    pub output_fields: Option<String>,
     /// `--output-filter` (`Some("")` outputs every validated reply).
     pub output_filter: Option<String>,
     /// `--no-header-row`.
@@ -410,14 +402,9 @@ pub fn resolve(
     let default_mode = args.output_module.is_none()
         && args.output_fields.is_none()
         && args.output_filter.is_none();
-    let output_module = nonempty("--output-module", opt(&args.output_module).unwrap_or("csv"))?;
-    let output_fields = match opt(&args.output_fields) {
-        Some(s) => parse_output_fields("--output-fields", s)?,
-        None if target_ports.len() > 1 => {
-            FieldSelection::Names(vec!["saddr".into(), "sport".into()])
-        }
-        None => FieldSelection::Names(vec!["saddr".into()]),
-    };
+    let output_module =
+        opt(&args.output_module).map(|m| nonempty("--output-module", m)).transpose()?;
+    let output_fields = args.output_fields.clone();
 
     let dedup_method = match opt(&args.dedup_method) {
         None | Some("default") => DedupMethod::Default,
@@ -838,27 +825,6 @@ pub fn parse_cores(flag: &str, s: &str) -> Result<Vec<u32>, InputError> {
         .collect()
 }
 
-/// Parses `-f`: `*`, or field names separated by commas (spaces around names are ignored).
-pub fn parse_output_fields(flag: &str, s: &str) -> Result<FieldSelection, InputError> {
-    if s.trim() == "*" {
-        return Ok(FieldSelection::All);
-    }
-    if s.trim().is_empty() {
-        return Err(InputError::new(flag, "the field list is empty"));
-    }
-    let mut names = Vec::new();
-    for (col, item) in comma_items(s) {
-        if item.is_empty() {
-            return Err(InputError::at_column(flag, col, "empty entry in the field list"));
-        }
-        if item.contains(char::is_whitespace) || item == "*" {
-            return Err(InputError::at_column(flag, col, format!("bad field name \"{item}\"")));
-        }
-        names.push(item.to_string());
-    }
-    Ok(FieldSelection::Names(names))
-}
-
 /// Parses `--user-metadata` as JSON.
 pub fn parse_json(flag: &str, s: &str) -> Result<serde_json::Value, InputError> {
     serde_json::from_str(s).map_err(|e| {
@@ -1085,15 +1051,6 @@ mod tests {
     fn cores_fields_and_json() {
         assert_eq!(parse_cores("--cores", "0,2, 3").unwrap(), vec![0, 2, 3]);
         assert_eq!(err(parse_cores("--cores", "0,x")), "--cores: column 3: bad CPU number \"x\"");
-        assert_eq!(parse_output_fields("-f", "*").unwrap(), FieldSelection::All);
-        assert_eq!(
-            parse_output_fields("-f", "saddr, sport").unwrap(),
-            FieldSelection::Names(vec!["saddr".into(), "sport".into()])
-        );
-        assert_eq!(
-            err(parse_output_fields("--output-fields", "saddr,,x")),
-            "--output-fields: column 7: empty entry in the field list"
-        );
         assert_eq!(parse_json("--user-metadata", "{\"a\": [1]}").unwrap()["a"][0], 1);
         assert_eq!(
             err(parse_json("--user-metadata", "{\"a\": }")),
@@ -1128,9 +1085,9 @@ mod tests {
         assert_eq!(c.source_ports, (32768, 61000));
         assert_eq!(c.probe_module, "tcp_synscan");
         assert_eq!(c.probe_ttl, 64);
-        assert_eq!(c.output_module, "csv");
+        assert_eq!(c.output_module, None);
         assert_eq!(c.output_file, Sink::Stdout);
-        assert_eq!(c.output_fields, FieldSelection::Names(vec!["saddr".into()]));
+        assert_eq!(c.output_fields, None);
         assert!(c.default_mode);
         assert_eq!(c.dedup_method, DedupMethod::Default);
         assert_eq!(c.dedup_window_size, 1_000_000);
@@ -1232,7 +1189,7 @@ mod tests {
         assert!(c.iplayer);
         assert_eq!(c.dryrun, DryRun::Fast);
         assert_eq!(c.probe_ttl, 255);
-        assert_eq!(c.output_fields, FieldSelection::All);
+        assert_eq!(c.output_fields.as_deref(), Some("*"));
         assert!(!c.default_mode);
         assert_eq!(c.dedup_method, DedupMethod::Window);
         assert_eq!(c.dedup_window_size, 10);
@@ -1254,9 +1211,8 @@ mod tests {
     }
 
     #[test]
-    fn several_ports_change_the_default_fields() {
+    fn default_mode_needs_none_of_o_f_and_filter() {
         let c = resolve_args(&["-p", "80,443"]).unwrap();
-        assert_eq!(c.output_fields, FieldSelection::Names(vec!["saddr".into(), "sport".into()]));
         assert!(c.default_mode);
         assert!(!resolve_args(&["--output-filter="]).unwrap().default_mode);
         assert!(!resolve_args(&["-O", "csv"]).unwrap().default_mode);
@@ -1363,7 +1319,6 @@ mod tests {
             let _ = parse_max_targets("-n", &s);
             let _ = parse_mac("-G", &s);
             let _ = parse_cores("--cores", &s);
-            let _ = parse_output_fields("-f", &s);
             let _ = parse_json("--user-metadata", &s);
         }
 
