@@ -13,7 +13,8 @@ use crate::error::InputError;
 /// The largest udp payload (1500 - 20 - 8), re-exported for callers of [`parse_payload_arg`].
 pub const MAX_UDP_PAYLOAD_LEN: usize = MAX_UDP_PAYLOAD;
 
-/// The largest ICMP echo payload ZMap accepts (1500 - 20 - 8, minus ZMap's 14-byte margin).
+/// The largest ICMP echo payload ZMap accepts: 1500 minus the Ethernet (14), IP (20) and
+/// ICMP echo (8) headers.
 pub const MAX_ICMP_PAYLOAD_LEN: usize = 1458;
 
 /// Template files larger than this are refused before parsing (the rendered payload is capped

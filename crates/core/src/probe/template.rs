@@ -499,15 +499,12 @@ impl Builder<'_> {
     fn register_literal(&mut self, start: usize) {
         let end = self.tpl.literals.len();
         self.tpl.max_len += end - start;
-        // The arena holds at most the template's size plus decoded HEX: far below u32::MAX.
+        // Every arena byte counts towards max_len <= MAX_UDP_PAYLOAD, so offsets fit in u32.
         let (start, end) = (start as u32, end as u32);
-        if let Some(Segment::Literal { end: last_end, .. }) = self.tpl.segments.last_mut() {
-            if *last_end == start {
-                *last_end = end;
-                return;
-            }
+        match self.tpl.segments.last_mut() {
+            Some(Segment::Literal { end: last_end, .. }) if *last_end == start => *last_end = end,
+            _ => self.tpl.segments.push(Segment::Literal { start, end }),
         }
-        self.tpl.segments.push(Segment::Literal { start, end });
     }
 
     /// Adds a field segment found at offset `open`.
