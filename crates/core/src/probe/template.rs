@@ -814,19 +814,33 @@ mod tests {
 
         /// Template text built from pieces that often form (in)valid specifiers.
         fn template_text() -> impl Strategy<Value = Vec<u8>> {
-            let piece = prop_oneof![
-                Just(b"${".to_vec()),
-                Just(b"}".to_vec()),
-                Just(b"=".to_vec()),
-                Just(b"\n".to_vec()),
-                proptest::sample::select(
-                    TEMPLATE_FIELDS.iter().map(|(n, _)| n.as_bytes().to_vec()).collect::<Vec<_>>()
+            let names: Vec<&'static str> = TEMPLATE_FIELDS.iter().map(|(n, _)| *n).collect();
+            // Whole specifiers, mostly valid, so that rendering is exercised often.
+            let specifier = (
+                proptest::sample::select(names.clone()),
+                proptest::option::weighted(
+                    0.2,
+                    prop_oneof!["[0-9]{1,3}", "[0-9a-f]{0,6}", "[0-9]{4,5}"],
                 ),
-                "[0-9]{1,4}".prop_map(String::into_bytes),
-                "[0-9a-fA-Fg]{0,6}".prop_map(String::into_bytes),
-                proptest::collection::vec(any::<u8>(), 0..8),
+            )
+                .prop_map(|(name, value)| match (name, value) {
+                    ("HEX", None) => "${HEX=0a0b}".to_string().into_bytes(),
+                    (n, None) if n.starts_with("RAND_") => format!("${{{n}=5}}").into_bytes(),
+                    (n, None) => format!("${{{n}}}").into_bytes(),
+                    (n, Some(v)) => format!("${{{n}={v}}}").into_bytes(),
+                });
+            let piece = prop_oneof![
+                4 => specifier,
+                1 => Just(b"${".to_vec()),
+                1 => Just(b"}".to_vec()),
+                1 => Just(b"=".to_vec()),
+                1 => Just(b"\n".to_vec()),
+                1 => proptest::sample::select(names).prop_map(|n| n.as_bytes().to_vec()),
+                1 => "[0-9]{1,4}".prop_map(String::into_bytes),
+                1 => "[0-9a-fA-Fg]{0,6}".prop_map(String::into_bytes),
+                2 => proptest::collection::vec(any::<u8>(), 0..8),
             ];
-            proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+            proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
         }
 
         fn arbitrary_input() -> impl Strategy<Value = TemplateInput> {
@@ -839,6 +853,23 @@ mod tests {
                     unix_sec: sec,
                     unix_usec: usec,
                 })
+        }
+
+        /// Guards the strategy: a good share of generated templates must compile with fields.
+        #[test]
+        fn generated_templates_often_compile_with_fields() {
+            use proptest::strategy::ValueTree;
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let strategy = template_text();
+            let with_fields = (0..500)
+                .filter(|_| {
+                    let text = strategy.new_tree(&mut runner).unwrap().current();
+                    Template::parse(&text, "t").is_ok_and(|t| {
+                        t.segments.iter().any(|s| !matches!(s, Segment::Literal { .. }))
+                    })
+                })
+                .count();
+            assert!(with_fields >= 150, "only {with_fields} of 500 compiled with fields");
         }
 
         proptest! {
