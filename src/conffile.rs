@@ -66,8 +66,12 @@ impl ConfigFile {
         let name = path.display().to_string();
         let text = std::fs::read(path)
             .map_err(|e| InputError::new(&name, format!("cannot read config file: {e}")))?;
-        let text = String::from_utf8(text)
-            .map_err(|_| InputError::new(&name, "config file is not valid UTF-8"))?;
+        let text = String::from_utf8(text).map_err(|e| {
+            let bytes = e.as_bytes();
+            let line =
+                1 + bytes[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+            InputError::at_line(&name, line, "not valid UTF-8")
+        })?;
         Self::parse(&name, &text)
     }
 
@@ -336,6 +340,14 @@ mod tests {
         let e = ConfigFile::load(Path::new("/nonexistent/rzmap.conf")).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/rzmap.conf: cannot read config file: "), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, b"rate 5\n# ok\nnotes \xff\n").unwrap();
+        let e = ConfigFile::load(f.path()).unwrap_err().to_string();
+        assert_eq!(e, format!("{}:3: not valid UTF-8", f.path().display()));
     }
 
     #[test]
