@@ -40,6 +40,52 @@ impl std::fmt::Debug for ScanPlan {
     }
 }
 
+impl ScanPlan {
+    /// The send rate in packets per second (0: unlimited); `-B` is converted with the
+    /// module's real frame size (ZMap 4 main charges every module as an 84-byte frame; rzmap
+    /// fixes that, keeping the 84-byte floor).
+    pub fn packets_per_second(&self) -> u64 {
+        self.config.rate.packets_per_second(self.probe.max_frame_len())
+    }
+
+    /// Sender threads and batch size for a machine with `cores` CPUs, with the reasons for
+    /// any adjustment. The default is min(4, cores − 1, targets), at least 1; it drops to 1
+    /// when `2 × threads ≥ max targets`; threads never exceed the number of targets; then
+    /// the low-rate rule applies ([`crate::config::low_rate_rule`]).
+    pub fn threads_and_batch(&self, cores: usize) -> (u8, u16, Vec<String>) {
+        let mut notes = Vec::new();
+        let targets = self.targets.space.count().saturating_mul(self.ports.len() as u64).max(1);
+        let spare = cores.saturating_sub(1).max(1) as u64;
+        let mut threads = match self.config.sender_threads {
+            Some(t) => {
+                if u64::from(t) > spare {
+                    notes.push(format!(
+                        "{t} sender threads on {cores} cores: more than one per spare core"
+                    ));
+                }
+                u64::from(t)
+            }
+            None => 4.min(spare),
+        };
+        if threads > targets {
+            threads = targets;
+        }
+        if let Some(m) = self.max_targets {
+            if threads > 1 && 2 * threads >= m {
+                notes.push(format!("only {m} targets: using one sender thread"));
+                threads = 1;
+            }
+        }
+        let threads = threads.clamp(1, 255) as u8;
+        let pps = self.packets_per_second();
+        let (t, b) = crate::config::low_rate_rule(pps, threads, self.config.batch);
+        if (t, b) != (threads, self.config.batch) {
+            notes.push(format!("{pps} packets per second is a low rate: one thread, batch 1"));
+        }
+        (t, b, notes)
+    }
+}
+
 /// Whether a module's output has repeated or nested fields (and so needs `-O json`).
 pub fn has_dynamic_fields(probe: &dyn ProbeModule) -> bool {
     probe.fields().iter().any(|f| matches!(f.ty, FieldType::Repeated | FieldType::Nested))
@@ -155,6 +201,25 @@ mod tests {
         assert_eq!(p.max_targets, Some(1 << 32));
         let p = plan_args(&["-p", "1", "-n", "10", "-b", "/dev/null", "198.18.0.0/30"]).unwrap();
         assert_eq!(p.max_targets, Some(10));
+    }
+
+    #[test]
+    fn rate_and_threads() {
+        let p = plan_args(&["-p", "1", "-B", "10M", "-b", "/dev/null", "198.18.0.0/16"]).unwrap();
+        // The default (windows options) SYN frame is 66 bytes, 90 on the wire.
+        assert_eq!(p.packets_per_second(), 10_000_000 / (90 * 8));
+        assert_eq!(p.threads_and_batch(8).0, 4);
+        assert_eq!(p.threads_and_batch(2).0, 1);
+        assert_eq!(p.threads_and_batch(1).0, 1);
+        let p = plan_args(&["-p", "1", "-T", "8", "-b", "/dev/null", "198.18.0.0/30"]).unwrap();
+        let (t, b, notes) = p.threads_and_batch(2);
+        assert_eq!((t, b), (4, 64), "clamped to the 4 targets");
+        assert_eq!(notes.len(), 1);
+        let p = plan_args(&["-p", "1", "-n", "6", "-b", "/dev/null", "198.18.0.0/24"]).unwrap();
+        assert_eq!(p.threads_and_batch(8).0, 1);
+        let p = plan_args(&["-p", "1", "-r", "100", "-b", "/dev/null", "198.18.0.0/24"]).unwrap();
+        let (t, b, _) = p.threads_and_batch(8);
+        assert_eq!((t, b), (1, 1));
     }
 
     #[test]
