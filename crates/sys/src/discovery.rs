@@ -91,9 +91,9 @@ impl DiscoveryError {
     /// The command-line flag that supplies what could not be discovered.
     pub fn flag(&self) -> Option<&'static str> {
         match self {
-            DiscoveryError::NoDefaultRoute { .. } | DiscoveryError::NoSuchInterface { .. } => {
-                Some("-i/--interface")
-            }
+            DiscoveryError::NoDefaultRoute { iface: None }
+            | DiscoveryError::NoSuchInterface { .. } => Some("-i/--interface"),
+            DiscoveryError::NoDefaultRoute { iface: Some(_) } => Some("-G/--gateway-mac"),
             DiscoveryError::NoIpv4Address { .. } => Some("-S/--source-ip"),
             DiscoveryError::NoSourceMac { .. } => Some("--source-mac"),
             DiscoveryError::NoGateway { .. } | DiscoveryError::GatewayMacUnresolved { .. } => {

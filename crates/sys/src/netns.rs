@@ -30,35 +30,62 @@ pub fn enter_netns(name_or_path: &str) -> io::Result<()> {
     crate::sock::cvt(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
 }
 
-/// Identity (device, inode) of a namespace file.
-fn ns_id(path: &Path) -> io::Result<(u64, u64)> {
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
-}
 
 /// Inode of the calling thread's network namespace.
 pub fn current_netns_inode() -> io::Result<u64> {
     Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
 }
 
-/// True when the calling thread is in the initial (host) network namespace, i.e. the
-/// namespace of pid 1.
+/// Inode the kernel gives the initial network namespace (`PROC_NET_INIT_INO`).
+pub const INIT_NETNS_INODE: u64 = 0xEFFF_FFF9;
+
+/// True when the calling thread is in the initial (host) network namespace: its inode is
+/// the kernel's fixed one for the initial namespace, or equals pid 1's (when readable).
 pub fn in_root_netns() -> io::Result<bool> {
-    Ok(current_netns_inode()? == std::fs::metadata("/proc/1/ns/net")?.ino())
+    let here = current_netns_inode()?;
+    if here == INIT_NETNS_INODE {
+        return Ok(true);
+    }
+    match std::fs::metadata("/proc/1/ns/net") {
+        Ok(m) => Ok(m.ino() == here),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
-/// Checks that the calling thread is inside the namespace `name_or_path` and that this is
-/// not the host's namespace; a safety gate for code that opens packet sockets in tests.
+/// True when the calling thread is in the same network namespace as the process's main
+/// thread (`/proc/self/ns/net`), i.e. it has not entered another one.
+pub fn in_process_netns() -> io::Result<bool> {
+    Ok(current_netns_inode()? == std::fs::metadata("/proc/self/ns/net")?.ino())
+}
+
+/// Checks that the calling thread is inside the namespace `name_or_path`, and that this is
+/// neither the host's namespace nor the one the process started in; a safety gate for
+/// tests and tools that open packet sockets.
 pub fn require_in_netns(name_or_path: &str) -> io::Result<()> {
-    if in_root_netns()? {
-        return Err(io::Error::other("refusing: this thread is in the root network namespace"));
+    if in_root_netns()? || in_process_netns()? {
+        return Err(io::Error::other(
+            "refusing: this thread is in the root (or the process's own) network namespace",
+        ));
     }
-    let want = ns_id(&netns_path(name_or_path))?;
-    let here = ns_id(Path::new("/proc/thread-self/ns/net"))?;
-    if want.1 != here.1 {
+    if std::fs::metadata(netns_path(name_or_path))?.ino() != current_netns_inode()? {
         return Err(io::Error::other(format!(
             "refusing: this thread is not in network namespace {name_or_path}"
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_the_guard_outside_namespaces() {
+        assert_eq!(netns_path("lab-a"), Path::new("/var/run/netns/lab-a"));
+        assert_eq!(netns_path("/proc/1/ns/net"), Path::new("/proc/1/ns/net"));
+        // A test thread has entered no namespace, so the guard refuses whatever we name.
+        assert!(in_process_netns().unwrap());
+        assert!(require_in_netns("/proc/thread-self/ns/net").is_err());
+    }
 }

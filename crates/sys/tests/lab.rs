@@ -1,0 +1,372 @@
+//! Privileged tests of rzmap-sys in a two-namespace lab (see `common`). They fail when the
+//! lab cannot be built, unless `RZMAP_SKIP_LAB=1`. Every socket is opened on a thread that
+//! has entered one of the lab's namespaces (checked before any test code runs there).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use etherparse::PacketBuilder;
+use rzmap_sys::batch::FrameBatch;
+use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
+use rzmap_sys::discovery::{self, DiscoveryError, Overrides};
+use rzmap_sys::netns;
+use rzmap_sys::ring::{PacketRing, RingConfig, Timestamp};
+use rzmap_sys::send::{AfPacketSender, RawIpSender};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    SynAck,
+    Rst,
+    Syn,
+    Ack,
+    Udp,
+    EchoReply,
+    EchoRequest,
+    SynAckFromB,
+    Arp,
+}
+const KINDS: [Kind; 9] = [
+    Kind::SynAck,
+    Kind::Rst,
+    Kind::Syn,
+    Kind::Ack,
+    Kind::Udp,
+    Kind::EchoReply,
+    Kind::EchoRequest,
+    Kind::SynAckFromB,
+    Kind::Arp,
+];
+
+fn accepted(filter: FilterKind, k: Kind) -> bool {
+    use Kind::*;
+    match filter {
+        FilterKind::Tcp => matches!(k, SynAck | Rst | EchoReply | EchoRequest),
+        FilterKind::Icmp => matches!(k, EchoReply),
+        FilterKind::Udp => matches!(k, Udp | EchoReply | EchoRequest),
+    }
+}
+
+/// An Ethernet frame A -> B of kind `k` carrying identifier `id` (TCP seq, ICMP seq, UDP
+/// source port 40000+id), padded with `pad` payload bytes.
+fn frame(k: Kind, id: u16, pad: usize) -> Vec<u8> {
+    let src_mac = if k == Kind::SynAckFromB { MAC_B } else { MAC_A };
+    let ip = PacketBuilder::ethernet2(src_mac, MAC_B).ipv4(IP_A.octets(), IP_B.octets(), 64);
+    let payload = vec![0xab; pad];
+    let mut v = Vec::new();
+    match k {
+        Kind::SynAck | Kind::SynAckFromB => {
+            ip.tcp(80, 40000, u32::from(id), 1024).syn().ack(1).write(&mut v, &payload)
+        }
+        Kind::Rst => ip.tcp(80, 40000, u32::from(id), 0).rst().write(&mut v, &payload),
+        Kind::Syn => ip.tcp(40000, 80, u32::from(id), 1024).syn().write(&mut v, &payload),
+        Kind::Ack => ip.tcp(80, 40000, u32::from(id), 1024).ack(1).write(&mut v, &payload),
+        Kind::Udp => ip.udp(40000 + id, 9).write(&mut v, &payload),
+        Kind::EchoReply => ip.icmpv4_echo_reply(7, id).write(&mut v, &payload),
+        Kind::EchoRequest => ip.icmpv4_echo_request(7, id).write(&mut v, &payload),
+        Kind::Arp => {
+            v.extend_from_slice(&[0xff; 6]);
+            v.extend_from_slice(&MAC_A);
+            v.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+            v.extend_from_slice(&MAC_A);
+            v.extend_from_slice(&IP_A.octets());
+            v.extend_from_slice(&[0; 6]);
+            v.extend_from_slice(&[198, 18, 0, 99]);
+            Ok(())
+        }
+    }
+    .unwrap();
+    v
+}
+
+/// The identifier carried by an IPv4 packet built by [`frame`].
+fn id_of(ip: &[u8]) -> Option<u16> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let l4 = &ip[usize::from(ip[0] & 0xf) * 4..];
+    match ip[9] {
+        6 => Some(u32::from_be_bytes(l4.get(4..8)?.try_into().ok()?) as u16),
+        1 => Some(u16::from_be_bytes(l4.get(6..8)?.try_into().ok()?)),
+        17 => Some(u16::from_be_bytes(l4.get(..2)?.try_into().ok()?).wrapping_sub(40000)),
+        _ => None,
+    }
+}
+
+/// Receives from `ring` until `want` packets arrived or 3 s passed, then 200 ms more to
+/// catch extras; returns (packet, timestamp) pairs.
+fn collect(ring: &mut PacketRing, want: usize) -> Vec<(Vec<u8>, Timestamp)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut extra_until = None;
+    loop {
+        let now = Instant::now();
+        if got.len() >= want && extra_until.is_none() {
+            extra_until = Some(now + Duration::from_millis(200));
+        }
+        if now >= deadline || extra_until.is_some_and(|t| now >= t) {
+            return got;
+        }
+        ring.wait(Duration::from_millis(20)).unwrap();
+        ring.next_batch(|f, ts| got.push((f.to_vec(), ts)));
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn af_packet_batches_reach_rings_and_filters_select_replies() {
+    let Some(lab) = Lab::new() else { return };
+    let ifindex = |ns: &str, dev: &str| {
+        let dev = dev.to_string();
+        lab.in_ns(ns, move || discovery::link_by_name(&dev).unwrap().index)
+    };
+    let (if_a, if_b) = (ifindex(&lab.ns_a, &lab.veth_a), ifindex(&lab.ns_b, &lab.veth_b));
+    for filter in [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp] {
+        let mut batch = FrameBatch::new(64);
+        let mut expected = BTreeSet::new();
+        for id in 0..45u16 {
+            let k = KINDS[usize::from(id) % KINDS.len()];
+            assert!(batch.push(&frame(k, id, 40)));
+            if accepted(filter, k) {
+                expected.insert(id);
+            }
+        }
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let want = expected.len();
+        let receiver = lab.spawn_in_ns(&lab.ns_b, move || {
+            let spec = FilterSpec {
+                kind: filter,
+                link: LinkLayer::Ethernet,
+                our_mac: Some(MAC_B),
+                snaplen: 96,
+            };
+            let cfg = RingConfig { block_size: 1 << 16, block_count: 4, ..RingConfig::default() };
+            let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
+            ready_tx.send(()).unwrap();
+            let got = collect(&mut ring, want);
+            (got, ring.stats().unwrap())
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+        let outcome = lab.in_ns(&lab.ns_a, move || {
+            let mut tx = AfPacketSender::open(if_a, MAC_B).unwrap();
+            tx.set_qdisc_bypass(false).unwrap();
+            let first = tx.send_batch(&batch);
+            // The same sender keeps working for a second batch built from slices.
+            let f = frame(Kind::Syn, 999, 0);
+            let second = tx.send_frames(&[&f, &f]);
+            (first, second)
+        });
+        assert_eq!((outcome.0.sent, outcome.0.failed), (45, 0), "{filter:?}");
+        assert_eq!((outcome.1.sent, outcome.1.failed), (2, 0));
+        let (got, stats) = receiver.join().unwrap();
+        let ids: BTreeSet<u16> = got
+            .iter()
+            .map(|(f, _)| {
+                assert_eq!(&f[..6], &MAC_B, "{filter:?}: frame for B");
+                assert_ne!(&f[6..12], &MAC_B, "{filter:?}: our own MAC must be filtered");
+                id_of(&f[14..]).unwrap_or_else(|| panic!("{filter:?}: unexpected frame {f:02x?}"))
+            })
+            .collect();
+        assert_eq!(ids, expected, "{filter:?}: accepted set");
+        assert_eq!(got.len(), expected.len(), "{filter:?}: no duplicates");
+        let now = now_secs();
+        for (_, ts) in &got {
+            assert!(u64::from(ts.sec).abs_diff(now) < 60 && ts.nsec < 1_000_000_000);
+        }
+        assert_eq!(stats.packets, expected.len() as u64, "{filter:?}: stats");
+        assert_eq!(stats.drops, 0);
+    }
+}
+
+#[test]
+fn raw_ip_sender_and_cooked_ring_with_snaplen() {
+    let Some(lab) = Lab::new() else { return };
+    let veth_b = lab.veth_b.clone();
+    let if_b = lab.in_ns(&lab.ns_b, move || discovery::link_by_name(&veth_b).unwrap().index);
+    let kinds = [Kind::Udp, Kind::Syn, Kind::EchoRequest, Kind::Udp, Kind::Ack];
+    let mut batch = FrameBatch::new(32);
+    let mut expected = BTreeSet::new();
+    for id in 0..30u16 {
+        let k = kinds[usize::from(id) % kinds.len()];
+        assert!(batch.push(&frame(k, id, 200)));
+        if matches!(k, Kind::Udp | Kind::EchoRequest) {
+            expected.insert(id);
+        }
+    }
+    assert!(batch.push(&[0u8; 10]), "a malformed frame is counted as failed");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let want = expected.len();
+    let receiver = lab.spawn_in_ns(&lab.ns_b, move || {
+        let spec =
+            FilterSpec { kind: FilterKind::Udp, link: LinkLayer::Ip, our_mac: None, snaplen: 64 };
+        let cfg = RingConfig { cooked: true, block_size: 1 << 16, block_count: 4, ..RingConfig::default() };
+        let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
+        ready_tx.send(()).unwrap();
+        collect(&mut ring, want)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    let veth_a = lab.veth_a.clone();
+    let outcome = lab.in_ns(&lab.ns_a, move || {
+        let mut tx = RawIpSender::open(&veth_a).unwrap();
+        tx.send_batch(&batch)
+    });
+    assert_eq!((outcome.sent, outcome.failed), (30, 1));
+    let got = receiver.join().unwrap();
+    let ids: BTreeSet<u16> = got
+        .iter()
+        .map(|(p, _)| {
+            assert_eq!(p[0], 0x45, "cooked packets start at the IPv4 header");
+            assert_eq!(p.len(), 64, "truncated to the snaplen");
+            assert_eq!(&p[12..16], &IP_A.octets());
+            id_of(p).unwrap_or_else(|| panic!("unexpected packet {p:02x?}"))
+        })
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(got.len(), expected.len());
+}
+
+#[test]
+fn discovery_reads_route_addresses_and_neighbour_table() {
+    let Some(lab) = Lab::new() else { return };
+    // A permanent entry with a made-up MAC proves the table (not ARP) was read.
+    let fake = [0x02, 0, 0, 0, 0, 0x77];
+    run(&["ip", "-n", &lab.ns_a, "neigh", "replace", &IP_B.to_string(), "lladdr", &mac_str(fake),
+        "dev", &lab.veth_a, "nud", "permanent"]);
+    let veth_a = lab.veth_a.clone();
+    lab.in_ns(&lab.ns_a, move || {
+        let route = discovery::default_route(None).unwrap().unwrap();
+        assert_eq!(route.gateway, Some(IP_B));
+        let link = discovery::link_by_index(route.ifindex).unwrap();
+        assert_eq!(link.name, veth_a);
+        assert_eq!(link.mac, Some(MAC_A));
+        assert_eq!(link.link_type, discovery::ARPHRD_ETHER);
+        assert!(link.up);
+        assert_eq!(discovery::ipv4_addresses(link.index).unwrap(), vec![(IP_A, 24)]);
+        assert_eq!(discovery::neighbour_mac(link.index, IP_B).unwrap(), Some(fake));
+        let setup = discovery::discover(&Overrides::default(), Duration::from_secs(1)).unwrap();
+        assert_eq!(setup.link, link);
+        assert_eq!(setup.ipv4, vec![IP_A]);
+        assert_eq!(setup.source_mac, Some(MAC_A));
+        assert_eq!(setup.gateway_ip, Some(IP_B));
+        assert_eq!(setup.gateway_mac, Some(fake));
+        // Flags replace discovery steps.
+        let o = Overrides {
+            iface: Some(veth_a.clone()),
+            gateway_mac: Some([2, 0, 0, 0, 0, 1]),
+            source_mac: Some([2, 0, 0, 0, 0, 2]),
+            ..Overrides::default()
+        };
+        let s = discovery::discover(&o, Duration::from_secs(1)).unwrap();
+        assert_eq!((s.gateway_mac, s.source_mac), (Some([2, 0, 0, 0, 0, 1]), Some([2, 0, 0, 0, 0, 2])));
+    });
+}
+
+#[test]
+fn discovery_resolves_a_missing_gateway_mac_by_arp() {
+    let Some(lab) = Lab::new() else { return };
+    run(&["ip", "-n", &lab.ns_a, "neigh", "flush", "all"]);
+    lab.in_ns(&lab.ns_a, move || {
+        let route = discovery::default_route(None).unwrap().unwrap();
+        assert_eq!(discovery::neighbour_mac(route.ifindex, IP_B).unwrap(), None);
+        let start = Instant::now();
+        let setup = discovery::discover(&Overrides::default(), Duration::from_secs(2)).unwrap();
+        assert_eq!(setup.gateway_mac, Some(MAC_B));
+        assert!(start.elapsed() < Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn discovery_errors_name_the_failed_step() {
+    let Some(lab) = Lab::new() else { return };
+    let veth_a = lab.veth_a.clone();
+    // A gateway that does not exist: ARP goes unanswered.
+    run(&["ip", "-n", &lab.ns_a, "route", "replace", "default", "via", "198.18.0.77"]);
+    let v = veth_a.clone();
+    lab.in_ns(&lab.ns_a, move || {
+        let e = discovery::discover(&Overrides::default(), Duration::from_millis(300)).unwrap_err();
+        assert!(
+            matches!(&e, DiscoveryError::GatewayMacUnresolved { iface, gateway }
+                if *iface == v && *gateway == Ipv4Addr::new(198, 18, 0, 77)),
+            "{e}"
+        );
+        let o = Overrides { iface: Some("nope0".into()), ..Overrides::default() };
+        let e = discovery::discover(&o, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoSuchInterface { .. }), "{e}");
+    });
+    run(&["ip", "-n", &lab.ns_a, "route", "del", "default"]);
+    run(&["ip", "-n", &lab.ns_a, "addr", "flush", "dev", &veth_a]);
+    let v = veth_a.clone();
+    lab.in_ns(&lab.ns_a, move || {
+        let e = discovery::discover(&Overrides::default(), Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoDefaultRoute { iface: None }), "{e}");
+        assert_eq!(e.flag(), Some("-i/--interface"));
+        let o = Overrides { iface: Some(v.clone()), ..Overrides::default() };
+        let e = discovery::discover(&o, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoIpv4Address { .. }), "{e}");
+        let o = Overrides { iface: Some(v), source_ips_given: true, ..Overrides::default() };
+        let e = discovery::discover(&o, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoDefaultRoute { iface: Some(_) }), "{e}");
+        assert_eq!(e.flag(), Some("-G/--gateway-mac"));
+    });
+}
+
+#[test]
+fn namespace_guard_refuses_the_host_namespace() {
+    let Some(lab) = Lab::new() else { return };
+    let ns = lab.ns_a.clone();
+    std::thread::spawn(move || {
+        assert!(netns::in_root_netns().unwrap());
+        assert!(netns::require_in_netns(&ns).is_err());
+        netns::enter_netns(&ns).unwrap();
+        assert!(!netns::in_root_netns().unwrap());
+        netns::require_in_netns(&ns).unwrap();
+    })
+    .join()
+    .unwrap();
+    assert!(netns::enter_netns("rzsys-does-not-exist").is_err());
+}
+
+/// Re-runs this test binary as a child that opens sockets in the lab, drops root, and
+/// checks that the sockets still work while new ones cannot be opened.
+#[test]
+fn dropping_privileges_keeps_open_sockets_working() {
+    if let Ok(spec) = std::env::var("RZMAP_SYS_DROP_CHILD") {
+        return drop_child(&spec);
+    }
+    let Some(lab) = Lab::new() else { return };
+    let veth_a = lab.veth_a.clone();
+    let if_a = lab.in_ns(&lab.ns_a, move || discovery::link_by_name(&veth_a).unwrap().index);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "dropping_privileges_keeps_open_sockets_working", "--nocapture"])
+        .env("RZMAP_SYS_DROP_CHILD", format!("{} {if_a}", lab.ns_a))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn drop_child(spec: &str) {
+    let (ns, ifindex) = spec.split_once(' ').unwrap();
+    let ifindex: u32 = ifindex.parse().unwrap();
+    netns::enter_netns(ns).unwrap();
+    assert_in_lab(ns);
+    let mut tx = AfPacketSender::open(ifindex, MAC_B).unwrap();
+    let drop = rzmap_sys::process::drop_privileges().unwrap();
+    assert!(matches!(drop, rzmap_sys::process::PrivilegeDrop::Dropped { uid, .. } if uid != 0));
+    let e = AfPacketSender::open(ifindex, MAC_B).err().expect("no new packet socket after drop");
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    let f = frame(Kind::Syn, 1, 0);
+    let out = tx.send_frames(&[&f, &f, &f]);
+    assert_eq!((out.sent, out.failed), (3, 0));
+}
