@@ -30,7 +30,6 @@ pub fn enter_netns(name_or_path: &str) -> io::Result<()> {
     crate::sock::cvt(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
 }
 
-
 /// Inode of the calling thread's network namespace.
 pub fn current_netns_inode() -> io::Result<u64> {
     Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())

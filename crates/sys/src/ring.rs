@@ -29,12 +29,21 @@ pub struct RingConfig {
     pub block_timeout_ms: u32,
     /// `SOCK_DGRAM` ring: packets start at the network header.
     pub cooked: bool,
+    /// Put the interface in promiscuous mode while the ring is open (as ZMap's pcap does),
+    /// so replies to a spoofed `--source-mac` are seen too.
+    pub promiscuous: bool,
 }
 
 impl Default for RingConfig {
-    /// 16 blocks of 1 MiB, retired after 10 ms, Ethernet framing.
+    /// 16 blocks of 1 MiB, retired after 10 ms, Ethernet framing, promiscuous.
     fn default() -> Self {
-        RingConfig { block_size: 1 << 20, block_count: 16, block_timeout_ms: 10, cooked: false }
+        RingConfig {
+            block_size: 1 << 20,
+            block_count: 16,
+            block_timeout_ms: 10,
+            cooked: false,
+            promiscuous: true,
+        }
     }
 }
 
@@ -164,6 +173,16 @@ impl PacketRing {
             current: 0,
             totals: RingStats::default(),
         };
+        if config.promiscuous {
+            // The membership (and so promiscuous mode) ends when the socket is closed.
+            let mreq = libc::packet_mreq {
+                mr_ifindex: ifindex as libc::c_int,
+                mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            sock::setsockopt(&ring.fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        }
         sock::bind_packet(&ring.fd, ifindex, libc::ETH_P_ALL as u16)?;
         Ok(ring)
     }

@@ -29,8 +29,11 @@ enum Kind {
     EchoRequest,
     SynAckFromB,
     Arp,
+    /// Addressed to another MAC: seen only because the ring is promiscuous.
+    SynAckToOther,
 }
-const KINDS: [Kind; 9] = [
+const OTHER_MAC: [u8; 6] = [0x02, 0x52, 0x5a, 0x00, 0x00, 0xee];
+const KINDS: [Kind; 10] = [
     Kind::SynAck,
     Kind::Rst,
     Kind::Syn,
@@ -40,12 +43,13 @@ const KINDS: [Kind; 9] = [
     Kind::EchoRequest,
     Kind::SynAckFromB,
     Kind::Arp,
+    Kind::SynAckToOther,
 ];
 
 fn accepted(filter: FilterKind, k: Kind) -> bool {
     use Kind::*;
     match filter {
-        FilterKind::Tcp => matches!(k, SynAck | Rst | EchoReply | EchoRequest),
+        FilterKind::Tcp => matches!(k, SynAck | Rst | EchoReply | EchoRequest | SynAckToOther),
         FilterKind::Icmp => matches!(k, EchoReply),
         FilterKind::Udp => matches!(k, Udp | EchoReply | EchoRequest),
     }
@@ -55,11 +59,12 @@ fn accepted(filter: FilterKind, k: Kind) -> bool {
 /// source port 40000+id), padded with `pad` payload bytes.
 fn frame(k: Kind, id: u16, pad: usize) -> Vec<u8> {
     let src_mac = if k == Kind::SynAckFromB { MAC_B } else { MAC_A };
-    let ip = PacketBuilder::ethernet2(src_mac, MAC_B).ipv4(IP_A.octets(), IP_B.octets(), 64);
+    let dst_mac = if k == Kind::SynAckToOther { OTHER_MAC } else { MAC_B };
+    let ip = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(IP_A.octets(), IP_B.octets(), 64);
     let payload = vec![0xab; pad];
     let mut v = Vec::new();
     match k {
-        Kind::SynAck | Kind::SynAckFromB => {
+        Kind::SynAck | Kind::SynAckFromB | Kind::SynAckToOther => {
             ip.tcp(80, 40000, u32::from(id), 1024).syn().ack(1).write(&mut v, &payload)
         }
         Kind::Rst => ip.tcp(80, 40000, u32::from(id), 0).rst().write(&mut v, &payload),
@@ -169,7 +174,7 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
         let ids: BTreeSet<u16> = got
             .iter()
             .map(|(f, _)| {
-                assert_eq!(&f[..6], &MAC_B, "{filter:?}: frame for B");
+                assert!(f[..6] == MAC_B || f[..6] == OTHER_MAC, "{filter:?}: frame for B");
                 assert_ne!(&f[6..12], &MAC_B, "{filter:?}: our own MAC must be filtered");
                 id_of(&f[14..]).unwrap_or_else(|| panic!("{filter:?}: unexpected frame {f:02x?}"))
             })
@@ -206,7 +211,12 @@ fn raw_ip_sender_and_cooked_ring_with_snaplen() {
     let receiver = lab.spawn_in_ns(&lab.ns_b, move || {
         let spec =
             FilterSpec { kind: FilterKind::Udp, link: LinkLayer::Ip, our_mac: None, snaplen: 64 };
-        let cfg = RingConfig { cooked: true, block_size: 1 << 16, block_count: 4, ..RingConfig::default() };
+        let cfg = RingConfig {
+            cooked: true,
+            block_size: 1 << 16,
+            block_count: 4,
+            ..RingConfig::default()
+        };
         let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
         ready_tx.send(()).unwrap();
         collect(&mut ring, want)
@@ -237,8 +247,20 @@ fn discovery_reads_route_addresses_and_neighbour_table() {
     let Some(lab) = Lab::new() else { return };
     // A permanent entry with a made-up MAC proves the table (not ARP) was read.
     let fake = [0x02, 0, 0, 0, 0, 0x77];
-    run(&["ip", "-n", &lab.ns_a, "neigh", "replace", &IP_B.to_string(), "lladdr", &mac_str(fake),
-        "dev", &lab.veth_a, "nud", "permanent"]);
+    run(&[
+        "ip",
+        "-n",
+        &lab.ns_a,
+        "neigh",
+        "replace",
+        &IP_B.to_string(),
+        "lladdr",
+        &mac_str(fake),
+        "dev",
+        &lab.veth_a,
+        "nud",
+        "permanent",
+    ]);
     let veth_a = lab.veth_a.clone();
     lab.in_ns(&lab.ns_a, move || {
         let route = discovery::default_route(None).unwrap().unwrap();
@@ -264,7 +286,10 @@ fn discovery_reads_route_addresses_and_neighbour_table() {
             ..Overrides::default()
         };
         let s = discovery::discover(&o, Duration::from_secs(1)).unwrap();
-        assert_eq!((s.gateway_mac, s.source_mac), (Some([2, 0, 0, 0, 0, 1]), Some([2, 0, 0, 0, 0, 2])));
+        assert_eq!(
+            (s.gateway_mac, s.source_mac),
+            (Some([2, 0, 0, 0, 0, 1]), Some([2, 0, 0, 0, 0, 2]))
+        );
     });
 }
 

@@ -65,11 +65,22 @@ impl Lab {
             run(&["ip", "netns", "add", &ns]);
             lab.created.push(ns.clone());
             run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-            run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ]);
         }
         let (a, b) = (lab.ns_a.clone(), lab.ns_b.clone());
         let (va, vb) = (lab.veth_a.clone(), lab.veth_b.clone());
-        run(&["ip", "link", "add", "name", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b]);
+        run(&[
+            "ip", "link", "add", "name", &va, "netns", &a, "type", "veth", "peer", "name", &vb,
+            "netns", &b,
+        ]);
         for (ns, dev, mac, ip) in [(&a, &va, MAC_A, IP_A), (&b, &vb, MAC_B, IP_B)] {
             run(&["ip", "-n", ns, "link", "set", dev, "address", &mac_str(mac)]);
             run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
