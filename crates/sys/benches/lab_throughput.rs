@@ -47,8 +47,8 @@ fn main() {
                 our_mac: Some(MAC_B),
                 snaplen: 96,
             };
-            let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &RingConfig::default())
-                .unwrap();
+            let mut ring =
+                PacketRing::open(if_b, &bpf::program(&spec), &RingConfig::default()).unwrap();
             tx_ready.send(()).unwrap();
             let mut n = 0u64;
             let mut bytes = 0u64;

@@ -5,12 +5,14 @@
 //!   (netlink + ioctls, with active ARP resolution);
 //! - [`batch`] and [`send`]: frame batches filled in place, sent with `sendmmsg` on an
 //!   AF_PACKET socket or, for `-X`, an `IPPROTO_RAW` socket;
+//! - [`ethtool`]: transmit checksum offload (the lab turns it off);
 //! - [`bpf`] and [`ring`]: classic BPF filters built in Rust and a TPACKET_V3 receive ring;
 //! - [`process`] and [`signals`]: CPU pinning, dropping root, signal flags.
 
 pub mod batch;
 pub mod bpf;
 pub mod discovery;
+pub mod ethtool;
 mod netlink;
 pub mod netns;
 pub mod process;

@@ -395,3 +395,17 @@ fn drop_child(spec: &str) {
     let out = tx.send_frames(&[&f, &f, &f]);
     assert_eq!((out.sent, out.failed), (3, 0));
 }
+
+#[test]
+fn tx_checksum_offload_can_be_switched() {
+    let Some(lab) = Lab::new() else { return };
+    let dev = lab.veth_a.clone();
+    lab.in_ns(&lab.ns_a, move || {
+        use rzmap_sys::ethtool::{set_tx_checksum_offload, tx_checksum_offload};
+        set_tx_checksum_offload(&dev, true).unwrap();
+        assert!(tx_checksum_offload(&dev).unwrap());
+        set_tx_checksum_offload(&dev, false).unwrap();
+        assert!(!tx_checksum_offload(&dev).unwrap());
+        assert!(tx_checksum_offload("rzsys-none0").is_err());
+    });
+}

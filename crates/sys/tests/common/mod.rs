@@ -1,7 +1,7 @@
 //! A two-namespace lab for rzmap-sys's privileged tests.
 //!
 //! `a` and `b` are fresh network namespaces joined by one veth pair (198.18.0.1/24 in `a`,
-//! 198.18.0.2/24 in `b`), with TX checksum offload off and IPv6 disabled; `a`'s default
+//! 198.18.0.2/24 in `b`), with TX checksum offload off (checked) and IPv6 disabled; `a`'s default
 //! route goes via `b`. Nothing else is reachable from either. Dropping the lab deletes both
 //! namespaces (and with them the veth pair), also when a test panics.
 
@@ -86,9 +86,15 @@ impl Lab {
             run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]);
         }
         run(&["ip", "-n", &a, "route", "add", "default", "via", &IP_B.to_string()]);
+        // `ethtool -K DEV tx off`, done with the ioctl so the ethtool program is not needed.
+        for (ns, dev) in [(a, va), (b, vb)] {
+            lab.in_ns(&ns.clone(), move || {
+                rzmap_sys::ethtool::set_tx_checksum_offload(&dev, false).unwrap();
+                assert!(!rzmap_sys::ethtool::tx_checksum_offload(&dev).unwrap());
+            });
+        }
         Some(lab)
     }
 
