@@ -239,25 +239,56 @@ pub fn default_route(ifindex: Option<u32>) -> io::Result<Option<DefaultRoute>> {
             continue;
         }
         let mut table = u32::from(hdr[4]);
-        let (mut oif, mut gateway, mut metric) = (None, None, 0);
+        let (mut oif, mut gateway, mut metric, mut multipath) = (None, None, 0, None);
         for (ty, v) in netlink::attrs(&m[12..]) {
             match ty {
                 4 => oif = netlink::attr_u32(v),                     // RTA_OIF
                 5 => gateway = netlink::attr_ipv4(v),                // RTA_GATEWAY
                 6 => metric = netlink::attr_u32(v).unwrap_or(0),     // RTA_PRIORITY
+                9 => multipath = Some(v),                            // RTA_MULTIPATH
                 15 => table = netlink::attr_u32(v).unwrap_or(table), // RTA_TABLE
                 _ => {}
             }
         }
-        let Some(oif) = oif else { continue };
-        if table != libc::RT_TABLE_MAIN as u32 || ifindex.is_some_and(|i| i != oif) {
+        if table != libc::RT_TABLE_MAIN as u32 {
             continue;
         }
+        let mut candidates: Vec<(u32, Option<Ipv4Addr>)> = Vec::new();
+        if let Some(oif) = oif {
+            candidates.push((oif, gateway));
+        }
+        if let Some(mp) = multipath {
+            candidates.extend(nexthops(mp));
+        }
+        let Some(&(oif, gateway)) =
+            candidates.iter().find(|(oif, _)| ifindex.is_none_or(|i| i == *oif))
+        else {
+            continue;
+        };
         if best.is_none_or(|b| metric < b.metric) {
             best = Some(DefaultRoute { ifindex: oif, gateway, metric });
         }
     }
     Ok(best)
+}
+
+/// The (interface, gateway) pairs of an `RTA_MULTIPATH` value (a list of `rtnexthop`s,
+/// each followed by its own attributes).
+fn nexthops(mut v: &[u8]) -> Vec<(u32, Option<Ipv4Addr>)> {
+    let mut out = Vec::new();
+    while v.len() >= 8 {
+        let len = usize::from(u16::from_ne_bytes([v[0], v[1]]));
+        if len < 8 || len > v.len() {
+            break;
+        }
+        let ifindex = u32::from_ne_bytes([v[4], v[5], v[6], v[7]]);
+        let gw = netlink::attrs(&v[8..len])
+            .find(|(t, _)| *t == 5)
+            .and_then(|(_, g)| netlink::attr_ipv4(g));
+        out.push((ifindex, gw));
+        v = v.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    out
 }
 
 /// The MAC of `ip` on `ifindex` from the kernel's neighbour table, if the entry is usable
@@ -440,18 +471,13 @@ pub fn discover(o: &Overrides, arp_timeout: Duration) -> Result<NetworkSetup, Di
             (link_by_index(route.ifindex)?, Some(route))
         }
     };
-    let mut ipv4: Vec<Ipv4Addr> = ipv4_addresses(link.index)
-        .map_err(DiscoveryError::io("reading addresses"))?
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let addrs = ipv4_addresses(link.index).map_err(DiscoveryError::io("reading addresses"))?;
+    let mut ipv4: Vec<Ipv4Addr> = addrs.iter().map(|(a, _)| *a).collect();
     let gateway_ip = route.and_then(|r| r.gateway);
     // Prefer an address on the gateway's subnet as the first one.
-    if let Some(gw) = gateway_ip {
-        let addrs = ipv4_addresses(link.index).map_err(DiscoveryError::io("reading addresses"))?;
-        if let Some(pos) = addrs.iter().position(|(a, len)| same_subnet(*a, gw, *len)) {
-            ipv4.swap(0, pos);
-        }
+    let on_gateway_subnet = |gw| addrs.iter().position(|(a, len)| same_subnet(*a, gw, *len));
+    if let Some(pos) = gateway_ip.and_then(on_gateway_subnet) {
+        ipv4.swap(0, pos);
     }
     if ipv4.is_empty() && !o.source_ips_given {
         return Err(DiscoveryError::NoIpv4Address { iface: link.name.clone() });
@@ -500,6 +526,24 @@ mod tests {
         assert_eq!(parse_arp_reply(&p[..27], gw), None);
         p[7] = 1; // a request, not a reply
         assert_eq!(parse_arp_reply(&p, gw), None);
+    }
+
+    #[test]
+    fn multipath_nexthops() {
+        let mut v = Vec::new();
+        for (ifindex, gw) in [(3u32, [198, 18, 0, 2]), (4, [198, 18, 1, 2])] {
+            v.extend_from_slice(&16u16.to_ne_bytes());
+            v.extend_from_slice(&[0, 0]);
+            v.extend_from_slice(&ifindex.to_ne_bytes());
+            v.extend_from_slice(&8u16.to_ne_bytes());
+            v.extend_from_slice(&5u16.to_ne_bytes());
+            v.extend_from_slice(&gw);
+        }
+        v.extend_from_slice(&[99, 0, 0]); // garbage tail is ignored
+        assert_eq!(
+            nexthops(&v),
+            vec![(3, Some(Ipv4Addr::new(198, 18, 0, 2))), (4, Some(Ipv4Addr::new(198, 18, 1, 2)))]
+        );
     }
 
     #[test]
