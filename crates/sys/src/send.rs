@@ -84,37 +84,46 @@ impl MsgVec {
     }
 
     /// Sends messages `0..n`, resending the unsent tail after a partial send. A call that
-    /// fails (or sends nothing) uses up one of `retries + 1` attempts; progress does not.
+    /// fails (or sends nothing) uses up one of `retries + 1` attempts, and once they are used
+    /// up the rest of the batch counts as failed (as in ZMap); progress costs no attempt. A
+    /// message the kernel rejects for itself (`EMSGSIZE`, `EINVAL`) is skipped at once and
+    /// counted as failed, so it cannot take the frames behind it down with it.
     ///
     /// The caller must have set messages `0..n` from data that is still borrowed.
     fn send(&mut self, fd: BorrowedFd<'_>, n: usize, retries: u32) -> SendOutcome {
         let mut out = SendOutcome::default();
-        let mut failures = 0u32;
-        while out.sent < n && failures <= retries {
-            let chunk = (n - out.sent).min(MAX_MSGS_PER_CALL);
-            // SAFETY: messages `sent..sent+chunk` were set by `set` from slices and names
-            // that the caller keeps borrowed for this call, and `chunk` is in bounds of
-            // `hdrs`. The kernel only reads them (and writes `msg_len`).
+        let (mut pos, mut failures) = (0usize, 0u32);
+        while pos < n && failures <= retries {
+            let chunk = (n - pos).min(MAX_MSGS_PER_CALL);
+            // SAFETY: messages `pos..pos+chunk` were set by `set` from slices and names that
+            // the caller keeps borrowed for this call, and `pos + chunk <= n <= hdrs.len()`.
+            // The kernel only reads them (and writes `msg_len`).
             let rc = unsafe {
                 libc::sendmmsg(
                     fd.as_raw_fd(),
-                    self.hdrs.as_mut_ptr().add(out.sent),
+                    self.hdrs.as_mut_ptr().add(pos),
                     chunk as libc::c_uint,
                     0,
                 )
             };
             if rc > 0 {
+                pos += rc as usize;
                 out.sent += rc as usize;
-            } else {
-                if rc < 0 {
-                    let e = io::Error::last_os_error();
-                    out.last_errno = e.raw_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if rc < 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+                out.last_errno = Some(errno);
+                match errno {
+                    libc::EINTR => continue,
+                    libc::EMSGSIZE | libc::EINVAL => {
+                        pos += 1;
                         continue;
                     }
+                    _ => {}
                 }
-                failures += 1;
             }
+            failures += 1;
         }
         out.failed = n - out.sent;
         out

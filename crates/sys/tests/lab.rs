@@ -180,6 +180,8 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
             })
             .collect();
         assert_eq!(ids, expected, "{filter:?}: accepted set");
+        let order: Vec<u16> = got.iter().map(|(f, _)| id_of(&f[14..]).unwrap()).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{filter:?}: capture order {order:?}");
         assert_eq!(got.len(), expected.len(), "{filter:?}: no duplicates");
         let now = now_secs();
         for (_, ts) in &got {
@@ -408,4 +410,71 @@ fn tx_checksum_offload_can_be_switched() {
         assert!(!tx_checksum_offload(&dev).unwrap());
         assert!(tx_checksum_offload("rzsys-none0").is_err());
     });
+}
+
+#[test]
+fn send_failures_are_counted_and_bad_frames_skipped() {
+    let Some(lab) = Lab::new() else { return };
+    let dev = lab.veth_a.clone();
+    let ns = lab.ns_a.clone();
+    lab.in_ns(&lab.ns_a, move || {
+        let ifindex = discovery::link_by_name(&dev).unwrap().index;
+        let mut tx = AfPacketSender::open(ifindex, MAC_B).unwrap();
+        let ok = frame(Kind::Syn, 1, 0);
+        let too_big = frame(Kind::Syn, 2, 1900); // beyond the 1500-byte MTU
+        let out = tx.send_frames(&[&ok, &ok, &too_big, &ok]);
+        assert_eq!((out.sent, out.failed, out.last_errno), (3, 1, Some(libc::EMSGSIZE)));
+        // With the link down every attempt fails and the whole batch is counted.
+        run(&["ip", "-n", &ns, "link", "set", &dev, "down"]);
+        tx.set_retries(2);
+        let out = tx.send_frames(&[&ok, &ok, &ok]);
+        assert_eq!((out.sent, out.failed, out.last_errno), (0, 3, Some(libc::ENETDOWN)));
+        assert_eq!(out.last_error().unwrap().raw_os_error(), Some(libc::ENETDOWN));
+    });
+}
+
+#[test]
+fn ring_drops_are_counted_and_statistics_accumulate() {
+    let Some(lab) = Lab::new() else { return };
+    let (va, vb) = (lab.veth_a.clone(), lab.veth_b.clone());
+    let if_a = lab.in_ns(&lab.ns_a, move || discovery::link_by_name(&va).unwrap().index);
+    let if_b = lab.in_ns(&lab.ns_b, move || discovery::link_by_name(&vb).unwrap().index);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let receiver = lab.spawn_in_ns(&lab.ns_b, move || {
+        let spec = FilterSpec {
+            kind: FilterKind::Tcp,
+            link: LinkLayer::Ethernet,
+            our_mac: Some(MAC_B),
+            snaplen: 96,
+        };
+        // Two 4 KiB blocks hold a few dozen frames; the rest must be dropped.
+        let cfg = RingConfig { block_size: 4096, block_count: 2, ..RingConfig::default() };
+        let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
+        ready_tx.send(()).unwrap();
+        sent_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let first = ring.stats().unwrap();
+        let mut seen = 0;
+        while ring.wait(Duration::from_millis(50)).unwrap() {
+            seen += ring.next_batch(|_, _| {});
+        }
+        let second = ring.stats().unwrap();
+        (first, second, seen)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
+    lab.in_ns(&lab.ns_a, move || {
+        let mut tx = AfPacketSender::open(if_a, MAC_B).unwrap();
+        let mut batch = FrameBatch::new(200);
+        for id in 0..200 {
+            assert!(batch.push(&frame(Kind::SynAck, id, 0)));
+        }
+        assert_eq!(tx.send_batch(&batch).sent, 200);
+    });
+    sent_tx.send(()).unwrap();
+    let (first, second, seen) = receiver.join().unwrap();
+    assert_eq!(first.packets, 200, "tp_packets counts dropped packets too");
+    assert!(first.drops > 0 && first.drops < 200, "{first:?}");
+    assert_eq!(seen as u64, first.packets - first.drops, "every kept packet is delivered");
+    assert_eq!(second, first, "the kernel reset its counters; the totals did not");
 }
