@@ -61,6 +61,11 @@ impl Timestamp {
     pub fn usec(&self) -> u32 {
         self.nsec / 1000
     }
+
+    /// The same instant as a `SystemTime`.
+    pub fn to_system_time(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::new(u64::from(self.sec), self.nsec.min(999_999_999))
+    }
 }
 
 /// Cumulative `PACKET_STATISTICS` counters (the kernel resets them on every read; this
@@ -106,7 +111,8 @@ pub struct PacketRing {
     block_size: usize,
     block_count: usize,
     current: usize,
-    totals: RingStats,
+    link_header_len: usize,
+    totals: std::cell::Cell<RingStats>,
 }
 
 // SAFETY: the mapping is owned exclusively by this value (no other Rust reference to it
@@ -171,7 +177,8 @@ impl PacketRing {
             block_size,
             block_count,
             current: 0,
-            totals: RingStats::default(),
+            link_header_len: if config.cooked { 0 } else { 14 },
+            totals: std::cell::Cell::new(RingStats::default()),
         };
         if config.promiscuous {
             // The membership (and so promiscuous mode) ends when the socket is closed.
@@ -263,12 +270,20 @@ impl PacketRing {
 
     /// Reads `PACKET_STATISTICS` (which resets the kernel's counters) and returns the
     /// totals since the ring was opened.
-    pub fn stats(&mut self) -> io::Result<RingStats> {
+    pub fn stats(&self) -> io::Result<RingStats> {
         let s: StatsV3 = sock::getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
-        self.totals.packets += u64::from(s.tp_packets);
-        self.totals.drops += u64::from(s.tp_drops);
-        self.totals.freeze_q_cnt += u64::from(s.tp_freeze_q_cnt);
-        Ok(self.totals)
+        let mut t = self.totals.get();
+        t.packets += u64::from(s.tp_packets);
+        t.drops += u64::from(s.tp_drops);
+        t.freeze_q_cnt += u64::from(s.tp_freeze_q_cnt);
+        self.totals.set(t);
+        Ok(t)
+    }
+
+    /// Bytes before the IPv4 header in delivered frames: 14 (Ethernet), or 0 when cooked.
+    /// (Frames from other link types, e.g. VLAN-tagged ones, are rejected by the filters.)
+    pub fn link_header_len(&self) -> usize {
+        self.link_header_len
     }
 }
 

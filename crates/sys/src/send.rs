@@ -177,6 +177,14 @@ impl AfPacketSender {
         self.send_iter(frames.len(), frames.iter().copied())
     }
 
+    /// Sends the frames of any batch type (e.g. the engine's), in order.
+    pub fn send_from<'a>(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> SendOutcome {
+        self.send_iter(frames.len(), frames)
+    }
+
     fn send_iter<'a>(&mut self, n: usize, frames: impl Iterator<Item = &'a [u8]>) -> SendOutcome {
         self.msgs.reserve(n);
         let name: *const libc::sockaddr_ll = &*self.addr;
@@ -226,6 +234,14 @@ impl RawIpSender {
     /// Sends the IP part (bytes 14..) of each of `frames`.
     pub fn send_frames(&mut self, frames: &[&[u8]]) -> SendOutcome {
         self.send_iter(frames.len(), frames.iter().copied())
+    }
+
+    /// Sends the IP part (bytes 14..) of the frames of any batch type, in order.
+    pub fn send_from<'a>(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> SendOutcome {
+        self.send_iter(frames.len(), frames)
     }
 
     fn send_iter<'a>(&mut self, n: usize, frames: impl Iterator<Item = &'a [u8]>) -> SendOutcome {

@@ -154,6 +154,7 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
             };
             let cfg = RingConfig { block_size: 1 << 16, block_count: 4, ..RingConfig::default() };
             let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
+            assert_eq!(ring.link_header_len(), 14);
             ready_tx.send(()).unwrap();
             let got = collect(&mut ring, want);
             (got, ring.stats().unwrap())
@@ -186,6 +187,8 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
         let now = now_secs();
         for (_, ts) in &got {
             assert!(u64::from(ts.sec).abs_diff(now) < 60 && ts.nsec < 1_000_000_000);
+            let st = ts.to_system_time().duration_since(UNIX_EPOCH).unwrap();
+            assert_eq!((st.as_secs(), st.subsec_nanos()), (u64::from(ts.sec), ts.nsec));
         }
         assert_eq!(stats.packets, expected.len() as u64, "{filter:?}: stats");
         assert_eq!(stats.drops, 0);
@@ -220,6 +223,7 @@ fn raw_ip_sender_and_cooked_ring_with_snaplen() {
             ..RingConfig::default()
         };
         let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
+        assert_eq!(ring.link_header_len(), 0);
         ready_tx.send(()).unwrap();
         collect(&mut ring, want)
     });
@@ -227,7 +231,7 @@ fn raw_ip_sender_and_cooked_ring_with_snaplen() {
     let veth_a = lab.veth_a.clone();
     let outcome = lab.in_ns(&lab.ns_a, move || {
         let mut tx = RawIpSender::open(&veth_a).unwrap();
-        tx.send_batch(&batch)
+        tx.send_from(batch.frames())
     });
     assert_eq!((outcome.sent, outcome.failed), (30, 1));
     let got = receiver.join().unwrap();
