@@ -1,7 +1,7 @@
 //! Send and receive throughput over the lab's veth pair (needs root; prints figures).
 //!
 //! `cargo bench -p rzmap-sys --bench lab_throughput` sends 64-frame `sendmmsg` batches of
-//! 60-byte SYN-ACK frames from namespace A for ~2 s while a TPACKET_V3 ring with the TCP
+//! 54-byte SYN-ACK frames from namespace A for ~2 s while a TPACKET_V3 ring with the TCP
 //! filter counts them in namespace B. Skipped with `RZMAP_SKIP_LAB=1`.
 
 #[path = "../tests/common/mod.rs"]
@@ -22,6 +22,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs a 100 ms smoke run.
+    let run_for = if std::env::args().any(|a| a == "--bench") {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(100)
+    };
     let Some(lab) = Lab::new() else { return };
     let (va, vb) = (lab.veth_a.clone(), lab.veth_b.clone());
     let if_a = lab.in_ns(&lab.ns_a, move || discovery::link_by_name(&va).unwrap().index);
@@ -72,7 +78,7 @@ fn main() {
             while batch.push(&frame) {}
             let (mut sent, mut failed) = (0u64, 0u64);
             let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(2) {
+            while start.elapsed() < run_for {
                 let o = tx.send_batch(&batch);
                 sent += o.sent as u64;
                 failed += o.failed as u64;
