@@ -69,18 +69,27 @@ impl MsgVec {
         }
     }
 
-    /// Points message `i` at `data` with destination `name` (`namelen` bytes).
-    fn set(&mut self, i: usize, data: &[u8], name: *const libc::c_void, namelen: u32) {
+    /// Points message `i`'s buffer at `data`.
+    fn set_data(&mut self, i: usize, data: &[u8]) {
         self.iovs[i] = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
-        let h = &mut self.hdrs[i].msg_hdr;
-        h.msg_name = name as *mut _;
-        h.msg_namelen = namelen;
-        h.msg_iov = &mut self.iovs[i];
-        h.msg_iovlen = 1;
-        h.msg_control = std::ptr::null_mut();
-        h.msg_controllen = 0;
-        h.msg_flags = 0;
-        self.hdrs[i].msg_len = 0;
+    }
+
+    /// Links headers `0..n` to their iovecs and to destination `names` (`namelen` bytes each,
+    /// `stride` bytes apart; stride 0 = one shared name). Done after every `set_data` and
+    /// name write, so the pointers taken here stay valid until the send.
+    fn link(&mut self, n: usize, names: *const libc::c_void, stride: usize, namelen: u32) {
+        let iovs = self.iovs.as_mut_ptr();
+        for (i, m) in self.hdrs[..n].iter_mut().enumerate() {
+            let h = &mut m.msg_hdr;
+            h.msg_name = names.wrapping_byte_add(i * stride) as *mut _;
+            h.msg_namelen = namelen;
+            h.msg_iov = iovs.wrapping_add(i);
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            m.msg_len = 0;
+        }
     }
 
     /// Sends messages `0..n`, resending the unsent tail after a partial send. A call that
@@ -89,14 +98,15 @@ impl MsgVec {
     /// message the kernel rejects for itself (`EMSGSIZE`, `EINVAL`) is skipped at once and
     /// counted as failed, so it cannot take the frames behind it down with it.
     ///
-    /// The caller must have set messages `0..n` from data that is still borrowed.
+    /// The caller must have set and linked messages `0..n` from data and names that are
+    /// still borrowed.
     fn send(&mut self, fd: BorrowedFd<'_>, n: usize, retries: u32) -> SendOutcome {
         let mut out = SendOutcome::default();
         let (mut pos, mut failures) = (0usize, 0u32);
         while pos < n && failures <= retries {
             let chunk = (n - pos).min(MAX_MSGS_PER_CALL);
-            // SAFETY: messages `pos..pos+chunk` were set by `set` from slices and names that
-            // the caller keeps borrowed for this call, and `pos + chunk <= n <= hdrs.len()`.
+            // SAFETY: messages `pos..pos+chunk` were set by `set_data`/`link` from slices and
+            // names that the caller keeps borrowed for this call, and `pos + chunk <= n <= hdrs.len()`.
             // The kernel only reads them (and writes `msg_len`).
             let rc = unsafe {
                 libc::sendmmsg(
@@ -187,11 +197,16 @@ impl AfPacketSender {
 
     fn send_iter<'a>(&mut self, n: usize, frames: impl Iterator<Item = &'a [u8]>) -> SendOutcome {
         self.msgs.reserve(n);
-        let name: *const libc::sockaddr_ll = &*self.addr;
-        for (i, f) in frames.enumerate() {
-            self.msgs.set(i, f, name.cast(), size_of::<libc::sockaddr_ll>() as u32);
+        // Count what the iterator really yields (a wrong `len()` must not leave stale
+        // pointers from an earlier batch in the messages sent).
+        let mut k = 0;
+        for f in frames.take(n) {
+            self.msgs.set_data(k, f);
+            k += 1;
         }
-        self.msgs.send(self.fd.as_fd(), n, self.retries)
+        let name: *const libc::sockaddr_ll = &*self.addr;
+        self.msgs.link(k, name.cast(), 0, size_of::<libc::sockaddr_ll>() as u32);
+        self.msgs.send(self.fd.as_fd(), k, self.retries)
     }
 }
 
@@ -252,8 +267,7 @@ impl RawIpSender {
         }
         let mut malformed = 0;
         let mut k = 0;
-        // `names` has its final size here, so pointers into it stay valid for the call.
-        for f in frames {
+        for f in frames.take(n) {
             let Some(ip) =
                 f.get(ETHERNET_HEADER_LEN..).filter(|ip| ip.len() >= 20 && ip[0] >> 4 == 4)
             else {
@@ -265,10 +279,12 @@ impl RawIpSender {
             name.sin_family = libc::AF_INET as libc::sa_family_t;
             name.sin_port = 0;
             name.sin_addr = libc::in_addr { s_addr: u32::from(dst).to_be() };
-            let name_ptr: *const libc::sockaddr_in = name;
-            self.msgs.set(k, ip, name_ptr.cast(), size_of::<libc::sockaddr_in>() as u32);
+            self.msgs.set_data(k, ip);
             k += 1;
         }
+        let names = self.names.as_ptr();
+        let len = size_of::<libc::sockaddr_in>();
+        self.msgs.link(k, names.cast(), len, len as u32);
         let mut out = self.msgs.send(self.fd.as_fd(), k, self.retries);
         out.failed += malformed;
         out
