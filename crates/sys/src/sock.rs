@@ -21,6 +21,9 @@ pub(crate) fn socket(
 }
 
 /// `setsockopt(2)` with a plain-old-data value.
+///
+/// Crate-internal: a caller passing a struct that holds pointers (e.g. `sock_fprog`) must
+/// make them valid for the call.
 pub(crate) fn setsockopt<T: Copy>(
     fd: &impl AsRawFd,
     level: libc::c_int,
