@@ -52,7 +52,7 @@ pub mod op {
     pub const ABS: u16 = 0x20;
     /// Offset X + k.
     pub const IND: u16 = 0x40;
-    /// X = 4 * (P[k] & 0xf), the IPv4 header-length idiom.
+    /// `X = 4 * (P[k] & 0xf)`, the IPv4 header-length idiom.
     pub const MSH: u16 = 0xa0;
     /// Operand is the constant k.
     pub const K: u16 = 0x00;
