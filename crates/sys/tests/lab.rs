@@ -31,9 +31,11 @@ enum Kind {
     Arp,
     /// Addressed to another MAC: seen only because the ring is promiscuous.
     SynAckToOther,
+    /// A SYN-ACK behind 12 bytes of IP options (the filter must use the real IHL).
+    SynAckIpOptions,
 }
 const OTHER_MAC: [u8; 6] = [0x02, 0x52, 0x5a, 0x00, 0x00, 0xee];
-const KINDS: [Kind; 10] = [
+const KINDS: [Kind; 11] = [
     Kind::SynAck,
     Kind::Rst,
     Kind::Syn,
@@ -44,12 +46,15 @@ const KINDS: [Kind; 10] = [
     Kind::SynAckFromB,
     Kind::Arp,
     Kind::SynAckToOther,
+    Kind::SynAckIpOptions,
 ];
 
 fn accepted(filter: FilterKind, k: Kind) -> bool {
     use Kind::*;
     match filter {
-        FilterKind::Tcp => matches!(k, SynAck | Rst | EchoReply | EchoRequest | SynAckToOther),
+        FilterKind::Tcp => {
+            matches!(k, SynAck | Rst | EchoReply | EchoRequest | SynAckToOther | SynAckIpOptions)
+        }
         FilterKind::Icmp => matches!(k, EchoReply),
         FilterKind::Udp => matches!(k, Udp | EchoReply | EchoRequest),
     }
@@ -73,6 +78,30 @@ fn frame(k: Kind, id: u16, pad: usize) -> Vec<u8> {
         Kind::Udp => ip.udp(40000 + id, 9).write(&mut v, &payload),
         Kind::EchoReply => ip.icmpv4_echo_reply(7, id).write(&mut v, &payload),
         Kind::EchoRequest => ip.icmpv4_echo_request(7, id).write(&mut v, &payload),
+        Kind::SynAckIpOptions => {
+            let mut tcp = etherparse::TcpHeader::new(80, 40000, u32::from(id), 1024);
+            tcp.syn = true;
+            tcp.ack = true;
+            tcp.acknowledgment_number = 1;
+            let mut iph = etherparse::Ipv4Header::new(
+                (tcp.header_len() + payload.len()) as u16,
+                64,
+                etherparse::IpNumber::TCP,
+                IP_A.octets(),
+                IP_B.octets(),
+            )
+            .unwrap();
+            iph.options = etherparse::Ipv4Options::try_from(&[1u8; 12][..]).unwrap();
+            iph.header_checksum = iph.calc_header_checksum();
+            tcp.checksum = tcp.calc_checksum_ipv4(&iph, &payload).unwrap();
+            v.extend_from_slice(&MAC_B);
+            v.extend_from_slice(&MAC_A);
+            v.extend_from_slice(&[0x08, 0x00]);
+            iph.write(&mut v).unwrap();
+            tcp.write(&mut v).unwrap();
+            v.extend_from_slice(&payload);
+            Ok(())
+        }
         Kind::Arp => {
             v.extend_from_slice(&[0xff; 6]);
             v.extend_from_slice(&MAC_A);
