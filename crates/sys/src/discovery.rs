@@ -28,6 +28,8 @@ pub struct Link {
     pub link_type: u16,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Operationally up (`IFF_RUNNING`: carrier present, ready to send).
+    pub running: bool,
     /// MTU, when reported.
     pub mtu: Option<u32>,
 }
@@ -167,6 +169,7 @@ fn parse_link(m: &[u8]) -> Option<Link> {
         mac: None,
         link_type,
         up: flags & libc::IFF_UP as u32 != 0,
+        running: flags & libc::IFF_RUNNING as u32 != 0,
         mtu: None,
     };
     for (ty, v) in netlink::attrs(&m[16..]) {
@@ -577,6 +580,7 @@ mod tests {
         m[2..4].copy_from_slice(&1u16.to_ne_bytes());
         m[4..8].copy_from_slice(&7u32.to_ne_bytes());
         m[8..12].copy_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+        // (not running: IFF_RUNNING is clear)
         for (ty, v) in
             [(3u16, &b"veth0\0"[..]), (1, &[2, 0, 0, 0, 0, 1][..]), (4, &1500u32.to_ne_bytes()[..])]
         {
@@ -595,6 +599,7 @@ mod tests {
                 mac: Some([2, 0, 0, 0, 0, 1]),
                 link_type: ARPHRD_ETHER,
                 up: true,
+                running: false,
                 mtu: Some(1500),
             }
         );

@@ -304,7 +304,7 @@ fn discovery_reads_route_addresses_and_neighbour_table() {
         assert_eq!(link.name, veth_a);
         assert_eq!(link.mac, Some(MAC_A));
         assert_eq!(link.link_type, discovery::ARPHRD_ETHER);
-        assert!(link.up);
+        assert!(link.up && link.running);
         assert_eq!(discovery::ipv4_addresses(link.index).unwrap(), vec![(IP_A, 24)]);
         assert_eq!(discovery::neighbour_mac(link.index, IP_B).unwrap(), Some(fake));
         let setup = discovery::discover(&Overrides::default(), Duration::from_secs(1)).unwrap();
@@ -510,4 +510,159 @@ fn ring_drops_are_counted_and_statistics_accumulate() {
     assert!(first.drops > 0 && first.drops < 200, "{first:?}");
     assert_eq!(seen as u64, first.packets - first.drops, "every kept packet is delivered");
     assert_eq!(second, first, "the kernel reset its counters; the totals did not");
+}
+
+/// A tun device (no link-layer header) opened by the test, as `-X` users have with VPNs.
+struct Tun(std::os::fd::OwnedFd);
+
+impl Tun {
+    /// Attaches to the existing tun device `name` in the calling thread's namespace.
+    fn attach(name: &str) -> Tun {
+        use std::os::fd::FromRawFd;
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        const IFF_TUN: libc::c_short = 0x0001;
+        const IFF_NO_PI: libc::c_short = 0x1000;
+        #[repr(C)]
+        struct IfreqFlags {
+            name: [u8; 16],
+            flags: libc::c_short,
+            _pad: [u8; 22],
+        }
+        // SAFETY: a NUL-terminated path literal and plain flags.
+        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open /dev/net/tun: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut req = IfreqFlags { name: [0; 16], flags: IFF_TUN | IFF_NO_PI, _pad: [0; 22] };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: `req` is a valid ifreq-sized buffer with a NUL-terminated name, alive for
+        // the call; TUNSETIFF reads and may update it.
+        let rc =
+            unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), TUNSETIFF as _, &mut req) };
+        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        Tun(fd)
+    }
+
+    /// Reads one packet, waiting up to `ms` milliseconds.
+    fn read(&self, ms: i32) -> Option<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        (n > 0).then(|| {
+            buf.truncate(n as usize);
+            buf
+        })
+    }
+
+    /// Injects one IP packet, as if it had arrived on the device.
+    fn write(&self, packet: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `packet` is readable for its length.
+        let n = unsafe { libc::write(self.0.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        assert_eq!(n, packet.len() as isize, "tun write: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A bare IPv4 packet `src -> dst` of kind `k` (only UDP, SYN, echo reply) carrying `id`.
+fn ip_packet(k: Kind, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
+    let b = PacketBuilder::ipv4(src.octets(), dst.octets(), 64);
+    let mut v = Vec::new();
+    match k {
+        Kind::Udp => b.udp(40000 + id, 9).write(&mut v, &[0x5a; 100]),
+        Kind::Syn => b.tcp(40000, 80, u32::from(id), 1024).syn().write(&mut v, &[]),
+        Kind::EchoReply => b.icmpv4_echo_reply(7, id).write(&mut v, &[0; 8]),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    v
+}
+
+#[test]
+fn ip_layer_on_a_tun_device_discovery_send_and_cooked_ring() {
+    let Some(lab) = Lab::new() else { return };
+    let ns = lab.ns_a.clone();
+    let tun_ip = Ipv4Addr::new(198, 18, 2, 1);
+    run(&["ip", "-n", &ns, "tuntap", "add", "mode", "tun", "name", "rzt0"]);
+    run(&["ip", "-n", &ns, "addr", "add", "198.18.2.1/24", "dev", "rzt0"]);
+    run(&["ip", "-n", &ns, "link", "set", "rzt0", "up"]);
+    run(&["ip", "-n", &ns, "route", "add", "198.18.3.0/24", "dev", "rzt0"]);
+    run(&["ip", "-n", &ns, "route", "add", "default", "dev", "rzt0", "metric", "500"]);
+    lab.in_ns(&lab.ns_a, move || {
+        let tun = Tun::attach("rzt0");
+        // Discovery: no MAC, no gateway; fine with -X, an error naming the flag without.
+        let o = Overrides { iface: Some("rzt0".into()), ip_layer: true, ..Overrides::default() };
+        let setup = discovery::discover(&o, Duration::from_millis(300)).unwrap();
+        assert_eq!(setup.link.link_type, 0xfffe, "ARPHRD_NONE");
+        assert_eq!((setup.link.mac, setup.gateway_ip, setup.gateway_mac), (None, None, None));
+        assert_eq!(setup.ipv4, vec![tun_ip]);
+        let o = Overrides { iface: Some("rzt0".into()), ..Overrides::default() };
+        let e = discovery::discover(&o, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::NoSourceMac { .. }), "{e}");
+
+        // The kernel starts the device's queue (dropping until then) once it sees the
+        // carrier, shortly after the attach: wait until the link is running.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !discovery::link_by_name("rzt0").unwrap().running {
+            assert!(Instant::now() < deadline, "tun device never came up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        // Send: the IP part of each frame comes out of the tun device, in order.
+        let mut tx = RawIpSender::open("rzt0").unwrap();
+        let mut batch = FrameBatch::new(16);
+        for id in 0..16u16 {
+            let mut f = vec![0u8; 14];
+            f.extend(ip_packet(Kind::Udp, tun_ip, Ipv4Addr::new(198, 18, 3, id as u8), id));
+            assert!(batch.push(&f));
+        }
+        let out = tx.send_batch(&batch);
+        assert_eq!((out.sent, out.failed), (16, 0));
+        for id in 0..16u16 {
+            let p = tun.read(2000).expect("packet on the tun device");
+            assert_eq!(&p[12..20], &[198, 18, 2, 1, 198, 18, 3, id as u8]);
+            assert_eq!(id_of(&p), Some(id));
+            assert_eq!(
+                &p[..batch.frame(usize::from(id)).len() - 14],
+                &batch.frame(usize::from(id))[14..]
+            );
+        }
+
+        // Receive: packets injected into the device reach a cooked ring through the filter.
+        let spec =
+            FilterSpec { kind: FilterKind::Udp, link: LinkLayer::Ip, our_mac: None, snaplen: 64 };
+        let cfg = RingConfig {
+            cooked: true,
+            block_size: 1 << 16,
+            block_count: 4,
+            ..RingConfig::default()
+        };
+        let ifindex = setup.link.index;
+        let mut ring = PacketRing::open(ifindex, &bpf::program(&spec), &cfg).unwrap();
+        let peer = Ipv4Addr::new(198, 18, 3, 9);
+        let mut expected = BTreeSet::new();
+        for id in 0..12u16 {
+            let k = [Kind::Udp, Kind::Syn, Kind::EchoReply][usize::from(id) % 3];
+            tun.write(&ip_packet(k, peer, tun_ip, id));
+            if k != Kind::Syn {
+                expected.insert(id);
+            }
+        }
+        let got = collect(&mut ring, expected.len());
+        let ids: BTreeSet<u16> = got
+            .iter()
+            .map(|(p, _)| {
+                assert_eq!(&p[12..16], &peer.octets(), "only the injected packets");
+                assert!(p.len() <= 64);
+                id_of(p).unwrap()
+            })
+            .collect();
+        assert_eq!(ids, expected);
+        assert_eq!(got.len(), expected.len());
+    });
 }

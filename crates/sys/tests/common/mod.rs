@@ -93,6 +93,13 @@ impl Lab {
             lab.in_ns(&ns.clone(), move || {
                 rzmap_sys::ethtool::set_tx_checksum_offload(&dev, false).unwrap();
                 assert!(!rzmap_sys::ethtool::tx_checksum_offload(&dev).unwrap());
+                // The kernel starts a device's queue (dropping until then) shortly after it
+                // sees the carrier: wait until the link is running.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                while !rzmap_sys::discovery::link_by_name(&dev).unwrap().running {
+                    assert!(std::time::Instant::now() < deadline, "{dev} never came up");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
             });
         }
         Some(lab)
