@@ -222,6 +222,7 @@ impl AsFd for AfPacketSender {
 /// when zero) and routes by the destination address read from each IPv4 header.
 pub struct RawIpSender {
     fd: OwnedFd,
+    skip: usize,
     names: Vec<libc::sockaddr_in>,
     msgs: MsgVec,
     retries: u32,
@@ -233,7 +234,19 @@ impl RawIpSender {
     pub fn open(ifname: &str) -> io::Result<Self> {
         let fd = sock::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
         sock::setsockopt_bytes(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, ifname.as_bytes())?;
-        Ok(RawIpSender { fd, names: Vec::new(), msgs: MsgVec::new(), retries: DEFAULT_RETRIES })
+        Ok(RawIpSender {
+            fd,
+            skip: ETHERNET_HEADER_LEN,
+            names: Vec::new(),
+            msgs: MsgVec::new(),
+            retries: DEFAULT_RETRIES,
+        })
+    }
+
+    /// Sets how many leading bytes of each frame to skip: 14 (the default, frames built
+    /// with an Ethernet header as ZMap does) or 0 (frames that are bare IPv4 packets).
+    pub fn set_header_skip(&mut self, bytes: usize) {
+        self.skip = bytes;
     }
 
     /// Sets how many extra attempts a batch gets after failed calls.
@@ -241,17 +254,17 @@ impl RawIpSender {
         self.retries = retries;
     }
 
-    /// Sends the IP part (bytes 14..) of every committed frame of `batch`.
+    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of every committed frame of `batch`.
     pub fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
         self.send_iter(batch.len(), batch.frames())
     }
 
-    /// Sends the IP part (bytes 14..) of each of `frames`.
+    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of each of `frames`.
     pub fn send_frames(&mut self, frames: &[&[u8]]) -> SendOutcome {
         self.send_iter(frames.len(), frames.iter().copied())
     }
 
-    /// Sends the IP part (bytes 14..) of the frames of any batch type, in order.
+    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of the frames of any batch type, in order.
     pub fn send_from<'a>(
         &mut self,
         frames: impl ExactSizeIterator<Item = &'a [u8]>,
@@ -268,9 +281,7 @@ impl RawIpSender {
         let mut malformed = 0;
         let mut k = 0;
         for f in frames.take(n) {
-            let Some(ip) =
-                f.get(ETHERNET_HEADER_LEN..).filter(|ip| ip.len() >= 20 && ip[0] >> 4 == 4)
-            else {
+            let Some(ip) = f.get(self.skip..).filter(|ip| ip.len() >= 20 && ip[0] >> 4 == 4) else {
                 malformed += 1;
                 continue;
             };

@@ -623,6 +623,10 @@ fn ip_layer_on_a_tun_device_discovery_send_and_cooked_ring() {
         }
         let out = tx.send_batch(&batch);
         assert_eq!((out.sent, out.failed), (16, 0));
+        // Bare IP packets (no Ethernet header to skip) work too.
+        tx.set_header_skip(0);
+        let bare = ip_packet(Kind::Udp, tun_ip, Ipv4Addr::new(198, 18, 3, 200), 200);
+        assert_eq!(tx.send_frames(&[&bare]).sent, 1);
         for id in 0..16u16 {
             let p = tun.read(2000).expect("packet on the tun device");
             assert_eq!(&p[12..20], &[198, 18, 2, 1, 198, 18, 3, id as u8]);
