@@ -1323,6 +1323,28 @@ mod tests {
         }
 
         #[test]
+        fn random_command_lines_never_panic(
+            items in proptest::collection::vec(
+                prop_oneof![
+                    Just("-p".to_string()), Just("-r".to_string()), Just("-B".to_string()),
+                    Just("-n".to_string()), Just("-s".to_string()), Just("-S".to_string()),
+                    Just("-P".to_string()), Just("--shards".to_string()),
+                    Just("--shard".to_string()), Just("-e".to_string()), Just("-G".to_string()),
+                    Just("--user-metadata".to_string()), Just("--cores".to_string()),
+                    Just("-T".to_string()), Just("--batch".to_string()), Just("-d".to_string()),
+                    "\\PC{0,12}",
+                ],
+                0..12,
+            )
+        ) {
+            let argv: Vec<std::ffi::OsString> =
+                std::iter::once("rzmap".to_string()).chain(items).map(Into::into).collect();
+            if let Ok(p) = crate::args::parse(&argv) {
+                let _ = resolve(&p.args, || Ok(0));
+            }
+        }
+
+        #[test]
         fn port_lists_round_trip(ports in proptest::collection::vec(any::<u16>(), 1..20)) {
             let text = ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
             prop_assert_eq!(parse_port_list("-p", &text).unwrap(), ports);
