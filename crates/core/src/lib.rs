@@ -8,4 +8,5 @@
 pub mod aesrand;
 pub mod error;
 pub mod fields;
+pub mod rate;
 pub mod target;
