@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aesrand;
+pub mod dedup;
 pub mod error;
 pub mod fields;
 pub mod rate;
