@@ -419,8 +419,9 @@ mod tests {
     fn large_window_stays_consistent() {
         let cap = 1000;
         let mut w = LruWindow::new(cap);
-        let ops: Vec<(u32, u16)> =
-            (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) % 1500, (i % 3) as u16)).collect();
+        let ops: Vec<(u32, u16)> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) % 1500, (i % 3) as u16))
+            .collect();
         let got: Vec<bool> = ops.iter().map(|&(a, p)| w.check_and_insert(a, p)).collect();
         assert_eq!(got, naive_lru(cap as usize, &ops));
     }

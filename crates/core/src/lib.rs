@@ -9,5 +9,6 @@ pub mod aesrand;
 pub mod dedup;
 pub mod error;
 pub mod fields;
+pub mod monitor;
 pub mod rate;
 pub mod target;
