@@ -7,8 +7,10 @@
 
 pub mod aesrand;
 pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod link;
 pub mod monitor;
 pub mod rate;
 pub mod target;
