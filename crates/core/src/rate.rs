@@ -5,10 +5,11 @@
 //! never lower the achieved rate: whatever is due is sent in the next burst. The pacer never
 //! reads a clock itself; the caller passes `now`, which makes the schedule exactly testable.
 //!
-//! CPU cost stays low at low rates because the pacer releases packets in small bursts of
-//! about one millisecond's worth (at most [`MAX_BURST`]), so a sender wakes up about 1000 times
-//! a second at most, and [`wait`] sleeps for any wait longer than [`SPIN_BELOW`] and spins only
-//! for the final short stretch.
+//! CPU cost stays low at low rates because the pacer releases packets in small bursts (about
+//! 2 ms worth of the global rate, at most [`MAX_BURST`]), so the senders together wake up about
+//! 500 times a second, and [`wait`] sleeps for any wait longer than [`SPIN_BELOW`] and spins
+//! only for the final short stretch. A burst is released when its *last* packet is due, so no
+//! window ever sees more than the set rate.
 //!
 //! The global rate lives in a shared [`RateControl`] (an atomic), so it can be changed while
 //! the scan runs (`SIGUSR1`/`SIGUSR2` raise or lower it by 5%); each pacer takes its thread's
@@ -27,8 +28,13 @@ pub const SPIN_BELOW: Duration = Duration::from_micros(60);
 /// The longest single sleep: a sender wakes at least this often to check stop conditions.
 pub const MAX_SLEEP: Duration = Duration::from_millis(50);
 
-/// The target spacing between bursts when the rate allows (about one burst per millisecond).
-const BURST_SPACING: f64 = 1e-3;
+/// The target spacing between one thread's bursts, per sender thread: with `T` threads each
+/// wakes every `T × 2 ms`, so the process wakes about 500 times a second whatever `T` is, and
+/// the wire sees about one burst every 2 ms.
+const BURST_SPACING_PER_THREAD: f64 = 2e-3;
+
+/// The longest spacing between one thread's bursts.
+const MAX_BURST_SPACING: f64 = 20e-3;
 
 /// The most a thread may fall behind its schedule before the debt is forgiven, in seconds
 /// (after a pause or a stall, the sender resumes at the set rate instead of bursting).
@@ -155,8 +161,9 @@ impl Pacer {
         self.burst = if global == 0 {
             MAX_BURST
         } else {
-            // About one millisecond's worth, at least 1 and at most MAX_BURST.
-            ((self.rate * BURST_SPACING).floor() as u32).clamp(1, MAX_BURST)
+            let spacing =
+                (BURST_SPACING_PER_THREAD * f64::from(self.threads)).min(MAX_BURST_SPACING);
+            ((self.rate * spacing).floor() as u32).clamp(1, MAX_BURST)
         };
         self.anchor = now;
         self.sent = 0;
@@ -313,11 +320,22 @@ mod tests {
     }
 
     #[test]
-    fn exact_schedule_at_1000_pps() {
-        let control = RateControl::new(1000);
+    fn exact_schedule_at_500_pps() {
+        let control = RateControl::new(500);
         let (times, _) = simulate(&control, 1, 10);
-        let expect: Vec<Duration> = (0..10).map(Duration::from_millis).collect();
+        let expect: Vec<Duration> = (0..10).map(|k| Duration::from_millis(2 * k)).collect();
         assert_eq!(times, expect);
+    }
+
+    #[test]
+    fn bursts_leave_when_their_last_packet_is_due() {
+        // 10 kpps: bursts of 20, released at 1.9 ms, 3.9 ms, ...
+        let control = RateControl::new(10_000);
+        let (times, _) = simulate(&control, 1, 60);
+        for (k, t) in times.iter().enumerate() {
+            let last_of_burst = (k / 20) * 20 + 19;
+            assert_eq!(*t, Duration::from_micros(100 * last_of_burst as u64), "{k}");
+        }
     }
 
     #[test]
@@ -382,8 +400,8 @@ mod tests {
     fn few_wakeups_at_moderate_rates() {
         let control = RateControl::new(10_000);
         let (_, waits) = simulate(&control, 1, 65_536);
-        // About one wake-up per burst of 10 packets.
-        assert!(waits <= 65_536 / 10 + 10, "{waits}");
+        // About one wake-up per burst of 20 packets.
+        assert!(waits <= 65_536 / 20 + 10, "{waits}");
     }
 
     #[test]
@@ -398,12 +416,12 @@ mod tests {
         let control = RateControl::new(1000);
         let clock = FakeClock::new();
         let mut p = Pacer::new(&control, 1, clock.now());
-        assert_eq!(p.poll(&control, clock.now()), Pace::Send(1));
-        p.sent(1);
+        assert_eq!(p.burst(), 2);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(p.poll(&control, clock.now()), Pace::Send(2));
+        p.sent(2);
         assert_eq!(control.raise_5pct(), 1050);
-        // New schedule starts now: the first packet is due at once.
-        assert_eq!(p.poll(&control, clock.now()), Pace::Send(1));
-        p.sent(1);
+        // New schedule starts now: the first burst of 2 is due when its second packet is.
         match p.poll(&control, clock.now()) {
             Pace::Wait(d) => assert_eq!(d, Duration::from_nanos(952_381)),
             other => panic!("{other:?}"),
