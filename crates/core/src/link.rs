@@ -236,7 +236,7 @@ impl PacketTx for LoopbackTx {
         let mut replies = Vec::new();
         for frame in batch.frames() {
             let n = self.shared.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.shared.fail_every > 0 && n % self.shared.fail_every == 0 {
+            if n.checked_rem(self.shared.fail_every) == Some(0) {
                 out.failed += 1;
                 continue;
             }

@@ -278,17 +278,13 @@ impl Progress {
                 if let Some(t) = sh.max_runtime.filter(|&t| t > 0) {
                     rem = rem.min((t as f64 - elapsed).max(0.0));
                 }
-                if let Some(total) = sh.expected_probes.filter(|&t| t > 0) {
-                    if c.sent > 0 {
-                        let rate = c.sent as f64 / elapsed.max(1e-9);
-                        rem = rem.min(total.saturating_sub(c.sent) as f64 / rate);
-                    }
+                if let Some(total) = sh.expected_probes.filter(|&t| t > 0 && c.sent > 0) {
+                    let rate = c.sent as f64 / elapsed.max(1e-9);
+                    rem = rem.min(total.saturating_sub(c.sent) as f64 / rate);
                 }
-                if let Some(n) = sh.max_results.filter(|&n| n > 0) {
-                    if c.filter_success > 0 {
-                        let rate = c.filter_success as f64 / elapsed.max(1e-9);
-                        rem = rem.min(n.saturating_sub(c.filter_success) as f64 / rate);
-                    }
+                if let Some(n) = sh.max_results.filter(|&n| n > 0 && c.filter_success > 0) {
+                    let rate = c.filter_success as f64 / elapsed.max(1e-9);
+                    rem = rem.min(n.saturating_sub(c.filter_success) as f64 / rate);
                 }
                 if rem.is_finite() { rem + sh.cooldown_secs as f64 } else { 0.0 }
             }
