@@ -12,5 +12,6 @@ pub mod error;
 pub mod fields;
 pub mod link;
 pub mod monitor;
+pub mod probe;
 pub mod rate;
 pub mod target;
