@@ -341,6 +341,51 @@ impl Progress {
     }
 }
 
+/// ZMap's fatal run-time limits, checked by the monitor once per tick.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// `--max-sendto-failures` (`None` = unlimited, ZMap's −1).
+    pub max_sendto_failures: Option<u64>,
+    /// `--min-hitrate` in percent (0 = off).
+    pub min_hitrate: f64,
+    below_since: Option<f64>,
+}
+
+/// The warm-up before `--min-hitrate` applies, and how long the hitrate must stay below it.
+const HITRATE_GRACE_SECS: f64 = 5.0;
+
+impl Limits {
+    /// Limits from the two options.
+    pub fn new(max_sendto_failures: Option<u64>, min_hitrate: f64) -> Self {
+        Self { max_sendto_failures, min_hitrate, below_since: None }
+    }
+
+    /// The fatal error to report, if a limit was crossed at this tick: send failures above
+    /// the maximum, or (after a 5 s warm-up, while sending) the hitrate below the minimum for
+    /// 5 s in a row.
+    pub fn check(&mut self, t: &Tick) -> Option<String> {
+        let failures = t.counters.send_failures;
+        if let Some(max) = self.max_sendto_failures.filter(|&m| failures > m) {
+            return Some(format!("maximum number of send failures ({max}) exceeded: {failures}"));
+        }
+        if self.min_hitrate <= 0.0 || t.send_done || t.elapsed < HITRATE_GRACE_SECS {
+            self.below_since = None;
+            return None;
+        }
+        if t.hitrate >= self.min_hitrate {
+            self.below_since = None;
+            return None;
+        }
+        let since = *self.below_since.get_or_insert(t.elapsed);
+        (t.elapsed - since >= HITRATE_GRACE_SECS).then(|| {
+            format!(
+                "hitrate {:.4}% stayed below the minimum {:.4}% for {} s",
+                t.hitrate, self.min_hitrate, HITRATE_GRACE_SECS
+            )
+        })
+    }
+}
+
 /// The 1 Hz status line (without newline), as ZMap 4 prints it on stderr:
 /// ` 0:01 22%; send: 18601 18.6 Kp/s (18.5 Kp/s avg); recv: 0 0 p/s (0 p/s avg); drops: 0 p/s
 /// (0 p/s avg); hitrate: 0.00%`, with ` (16m left)` after the percent from the 5th second on,
@@ -925,6 +970,29 @@ mod tests {
         );
         assert_eq!(row.split(',').count(), STATUS_CSV_HEADER.split(',').count());
         assert_eq!(STATUS_CSV_HEADER.split(',').count(), 21);
+    }
+
+    #[test]
+    fn limits_trip_on_failures_and_sustained_low_hitrate() {
+        let tick = |elapsed: f64, hitrate: f64, failures: u64| Tick {
+            elapsed,
+            hitrate,
+            counters: CounterSnapshot { send_failures: failures, ..Default::default() },
+            ..Tick::default()
+        };
+        let mut l = Limits::new(Some(10), 0.0);
+        assert_eq!(l.check(&tick(1.0, 0.0, 10)), None);
+        assert_eq!(
+            l.check(&tick(2.0, 0.0, 11)).as_deref(),
+            Some("maximum number of send failures (10) exceeded: 11")
+        );
+        let mut l = Limits::new(None, 1.0);
+        assert_eq!(l.check(&tick(1.0, 0.0, 0)), None, "warm-up");
+        assert_eq!(l.check(&tick(5.0, 0.5, 0)), None);
+        assert_eq!(l.check(&tick(8.0, 0.5, 0)), None);
+        assert_eq!(l.check(&tick(9.0, 2.0, 0)), None, "recovered");
+        assert_eq!(l.check(&tick(10.0, 0.5, 0)), None);
+        assert!(l.check(&tick(15.0, 0.5, 0)).is_some());
     }
 
     #[test]
