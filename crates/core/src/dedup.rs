@@ -174,15 +174,16 @@ const EMPTY: u32 = u32::MAX;
 
 /// A fixed-capacity LRU set of 48-bit keys (source address, source port).
 ///
-/// An open-addressing table with linear probing (keys hashed with a per-run random SipHash key,
-/// so responders cannot force collisions) maps keys to nodes of a doubly linked recency list.
+/// An open-addressing table with linear probing (keys mixed with a per-run random seed, so
+/// responders cannot aim at collisions) maps keys to nodes of a doubly linked recency list.
+/// Table entries carry their key, so probing touches one cache line per step.
 /// Everything is allocated in [`LruWindow::new`]; each operation is O(1) expected and allocates
 /// nothing.
 #[derive(Debug)]
 pub struct LruWindow {
-    hasher: RandomState,
-    /// Slot -> node index, or EMPTY.
-    table: Vec<u32>,
+    seed: u64,
+    /// Slot -> (key, node index), node EMPTY when free.
+    table: Vec<(u64, u32)>,
     mask: usize,
     keys: Vec<u64>,
     prev: Vec<u32>,
@@ -201,8 +202,8 @@ impl LruWindow {
         let capacity = capacity.clamp(1, EMPTY - 1);
         let slots = (capacity as usize * 2).next_power_of_two();
         Self {
-            hasher: RandomState::new(),
-            table: vec![EMPTY; slots],
+            seed: RandomState::new().hash_one(0x5eed_u64),
+            table: vec![(0, EMPTY); slots],
             mask: slots - 1,
             keys: vec![0; capacity as usize],
             prev: vec![EMPTY; capacity as usize],
@@ -225,18 +226,25 @@ impl LruWindow {
     }
 
     fn home(&self, key: u64) -> usize {
-        self.hasher.hash_one(key) as usize & self.mask
+        // A 64-bit finalizer (murmur3's) over the seeded key.
+        let mut h = key ^ self.seed;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        h as usize & self.mask
     }
 
     /// The table slot holding `key`, if present.
     fn find(&self, key: u64) -> Option<usize> {
         let mut i = self.home(key);
         loop {
-            let n = self.table[i];
+            let (k, n) = self.table[i];
             if n == EMPTY {
                 return None;
             }
-            if self.keys[n as usize] == key {
+            if k == key {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -247,7 +255,7 @@ impl LruWindow {
     pub fn check_and_insert(&mut self, src_ip: u32, src_port: u16) -> bool {
         let key = (u64::from(src_ip) << 16) | u64::from(src_port);
         if let Some(slot) = self.find(key) {
-            let n = self.table[slot];
+            let n = self.table[slot].1;
             self.unlink(n);
             self.push_front(n);
             return true;
@@ -267,27 +275,27 @@ impl LruWindow {
         };
         self.keys[node as usize] = key;
         let mut i = self.home(key);
-        while self.table[i] != EMPTY {
+        while self.table[i].1 != EMPTY {
             i = (i + 1) & self.mask;
         }
-        self.table[i] = node;
+        self.table[i] = (key, node);
         self.push_front(node);
         false
     }
 
     /// Empties a table slot, shifting later entries of the probe run back (no tombstones).
     fn remove_slot(&mut self, mut hole: usize) {
-        self.table[hole] = EMPTY;
+        self.table[hole].1 = EMPTY;
         let mut i = (hole + 1) & self.mask;
-        while self.table[i] != EMPTY {
-            let n = self.table[i];
-            let home = self.home(self.keys[n as usize]);
+        while self.table[i].1 != EMPTY {
+            let entry = self.table[i];
+            let home = self.home(entry.0);
             // Move the entry into the hole if its home is not cyclically in (hole, i].
             let dist_home = i.wrapping_sub(home) & self.mask;
             let dist_hole = i.wrapping_sub(hole) & self.mask;
             if dist_home >= dist_hole {
-                self.table[hole] = n;
-                self.table[i] = EMPTY;
+                self.table[hole] = entry;
+                self.table[i].1 = EMPTY;
                 hole = i;
             }
             i = (i + 1) & self.mask;
