@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::dedup::{Dedup, DedupMethod};
 use crate::link::{FrameBatch, PacketRx, PacketTx, SLOT_SIZE};
-use crate::monitor::{CounterSnapshot, Counters};
+use crate::monitor::{CounterSnapshot, Counters, Progress, Tick};
 use crate::rate::{self, Clock, Pace, Pacer, RateControl};
 use crate::target::Target;
 
@@ -193,6 +193,18 @@ pub struct MonitorTick {
     pub send_finished: Option<Duration>,
     /// The counters.
     pub counters: CounterSnapshot,
+}
+
+impl MonitorTick {
+    /// The monitor report for this tick (rates since the previous call on `progress`), ready
+    /// for [`crate::monitor::status_line`] and [`crate::monitor::status_csv_row`].
+    pub fn report(&self, progress: &mut Progress) -> Tick {
+        progress.tick(
+            self.elapsed.as_secs_f64(),
+            self.counters,
+            self.send_finished.map(|d| d.as_secs_f64()),
+        )
+    }
 }
 
 /// Why the scan ended.

@@ -365,3 +365,59 @@ fn source_address_rotation() {
     );
     assert_eq!(source_ip(&[], &t, 0), Ipv4Addr::UNSPECIFIED);
 }
+
+#[test]
+fn rate_changes_take_effect_while_sending() {
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(500);
+    let cfg = EngineConfig { cooldown: Duration::ZERO, ..config() };
+    let o = std::thread::scope(|s| {
+        let ctl = &ctl;
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            ctl.rate.set(0);
+        });
+        scan(&cfg, ctl, &net, vec![list_source(addrs(20_000), 80)], true)
+    });
+    // At 500 pps this would take 40 s; unlimited after 0.1 s it takes a moment.
+    assert_eq!(o.report.counters.sent, 20_000);
+    assert!(o.elapsed < Duration::from_secs(10), "{:?}", o.elapsed);
+}
+
+#[test]
+fn senders_share_the_global_rate() {
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(2000);
+    let cfg = EngineConfig { cooldown: Duration::ZERO, ..config() };
+    let all = addrs(800);
+    let (a, b) = all.split_at(400);
+    let o = scan(
+        &cfg,
+        &ctl,
+        &net,
+        vec![list_source(a.to_vec(), 80), list_source(b.to_vec(), 80)],
+        true,
+    );
+    assert_eq!(o.report.counters.sent, 800);
+    // 800 probes at 2000 pps in total: about 0.4 s, not 0.2 s (each at the full rate).
+    assert!(o.elapsed >= Duration::from_millis(380), "{:?}", o.elapsed);
+    assert!(o.elapsed < Duration::from_secs(4), "{:?}", o.elapsed);
+}
+
+#[test]
+fn monitor_ticks_feed_the_status_line() {
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(1000);
+    let cfg = EngineConfig { cooldown: Duration::from_millis(100), ..config() };
+    let o = scan(&cfg, &ctl, &net, vec![list_source(addrs(200), 80)], true);
+    let mut progress = crate::monitor::Progress::new(crate::monitor::ScanShape {
+        probes_per_target: 1,
+        expected_probes: Some(200),
+        cooldown_secs: 0,
+        ..Default::default()
+    });
+    let last = o.ticks.iter().map(|t| t.report(&mut progress)).last().unwrap();
+    let line = crate::monitor::status_line(&last, false);
+    assert!(line.starts_with(" 0:00 "), "{line}");
+    assert!(line.contains("; send: 200 done ("), "{line}");
+}
