@@ -257,7 +257,8 @@ fn max_runtime_stops_sending_and_the_cooldown_follows() {
     assert!(o.report.max_runtime_hit);
     assert_eq!(o.report.reason, StopReason::Completed);
     let sent = o.report.counters.sent;
-    assert!((200..=400).contains(&sent), "{sent}");
+    // 300 ms at 1000 pps; fewer if the machine is loaded, never more.
+    assert!((50..=400).contains(&sent), "{sent}");
     assert!(o.elapsed >= Duration::from_millis(500), "{:?}", o.elapsed);
 }
 
@@ -275,11 +276,11 @@ fn cooldown_collects_late_replies_and_marks_them() {
 
     // Without a cooldown the late replies are never read.
     let ctl = Controls::new(0);
-    let net = LoopbackNet::new(Duration::from_millis(100), truth);
+    let net = LoopbackNet::new(Duration::from_millis(1000), truth);
     let cfg = EngineConfig { cooldown: Duration::ZERO, ..config() };
     let o = scan(&cfg, &ctl, &net, vec![list_source(addrs(30), 80)], true);
+    assert!(o.elapsed < Duration::from_millis(1000));
     assert_eq!(o.report.counters.success_total, 0);
-    assert!(o.elapsed < Duration::from_millis(100));
 }
 
 #[test]
