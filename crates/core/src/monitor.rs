@@ -764,6 +764,11 @@ pub fn log_line(t: &DateTime<FixedOffset>, level: Level, module: &str, msg: &str
     format!("{} [{}] {}: {}", t.format("%b %d %H:%M:%S%.3f"), level.name(), module, msg)
 }
 
+/// The file name `-L/--log-directory` logs to: `zmap-%Y-%m-%dT%H%M%S%z.log`, as ZMap names it.
+pub fn log_file_name(t: &DateTime<FixedOffset>) -> String {
+    t.format("zmap-%Y-%m-%dT%H%M%S%z.log").to_string()
+}
+
 /// A logger writing ZMap-style lines to stderr or a file, filtered by verbosity.
 pub struct Logger {
     verbosity: u8,
@@ -1006,6 +1011,12 @@ mod tests {
             log_line(&t, Level::Debug, "recv", "thread started"),
             "Aug 01 16:16:12.813 [DEBUG] recv: thread started"
         );
+    }
+
+    #[test]
+    fn log_directory_file_name() {
+        let t = at("2026-11-26T15:11:07-05:00");
+        assert_eq!(log_file_name(&t), "zmap-2026-11-26T151107-0500.log");
     }
 
     #[derive(Clone, Default)]
