@@ -75,7 +75,7 @@ impl FrameBatch {
     }
 
     /// All frames, in order.
-    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         (0..self.lens.len()).map(|i| self.frame(i))
     }
 
@@ -127,7 +127,8 @@ pub trait PacketRx: Send {
         deliver: &mut dyn FnMut(&[u8], SystemTime),
     ) -> std::io::Result<usize>;
 
-    /// Capture statistics so far.
+    /// Capture statistics so far: cumulative totals since the capture opened (the engine
+    /// stores them as they are, so a link whose kernel counters reset on read must sum them).
     fn stats(&self) -> RxStats;
 }
 
