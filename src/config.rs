@@ -7,6 +7,7 @@
 
 use crate::args::Args;
 use crate::conffile::expand_tilde;
+use rzmap_core::dedup::DedupMethod;
 use rzmap_core::error::InputError;
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -50,17 +51,6 @@ impl SendRate {
     }
 }
 
-/// ZMap's low-rate rule, as rzmap applies it: a positive rate below `2 × threads × batch`
-/// packets per second is sent by one thread one packet at a time. A rate of 0 (no limit)
-/// keeps the threads and the batch. Returns the (threads, batch) to use.
-pub fn low_rate_rule(pps: u64, threads: u8, batch: u16) -> (u8, u16) {
-    if pps > 0 && pps < 2 * u64::from(threads) * u64::from(batch) {
-        (1, 1)
-    } else {
-        (threads, batch)
-    }
-}
-
 /// `-n`: a count of targets or a percentage.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum MaxTargets {
@@ -92,40 +82,6 @@ pub enum DryRun {
     Text,
     /// `--fast-dryrun`: write 6 bytes (address, port) per probe.
     Fast,
-}
-
-/// `--dedup-method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum DedupMethod {
-    /// `full` for one port, `window` for several.
-    Default,
-    /// Never mark a reply as a repeat.
-    None,
-    /// One bit per responding address.
-    Full,
-    /// A window of the most recent responders.
-    Window,
-}
-
-impl DedupMethod {
-    /// The concrete method for a scan over `ports` ports.
-    pub fn resolve(self, ports: usize) -> DedupMethod {
-        match self {
-            DedupMethod::Default if ports > 1 => DedupMethod::Window,
-            DedupMethod::Default => DedupMethod::Full,
-            m => m,
-        }
-    }
-
-    /// The name as the option spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            DedupMethod::Default => "default",
-            DedupMethod::None => "none",
-            DedupMethod::Full => "full",
-            DedupMethod::Window => "window",
-        }
-    }
 }
 
 /// Where a stream of output goes.
@@ -244,7 +200,8 @@ pub struct ScanConfig {
     pub default_mode: bool,
 
     // --- dedup ---
-    /// `--dedup-method`.
+    /// `--dedup-method` (`default` is resolved once the port count is final).
+    #[serde(serialize_with = "serialize_dedup")]
     pub dedup_method: DedupMethod,
     /// `--dedup-window-size`.
     pub dedup_window_size: u32,
@@ -407,24 +364,11 @@ pub fn resolve(
     let output_fields = args.output_fields.clone();
 
     let dedup_method = match opt(&args.dedup_method) {
-        None | Some("default") => DedupMethod::Default,
-        Some("none") => DedupMethod::None,
-        Some("full") => DedupMethod::Full,
-        Some("window") => DedupMethod::Window,
-        Some(other) => {
-            return Err(InputError::new(
-                "--dedup-method",
-                format!("expected default, none, full or window, got \"{other}\""),
-            ));
-        }
+        None => DedupMethod::Default,
+        Some(m) => DedupMethod::parse(m.trim())?,
     };
-    if dedup_method == DedupMethod::Full && target_ports.len() > 1 {
-        return Err(InputError::new(
-            "--dedup-method",
-            "\"full\" remembers addresses, not ports, and cannot be used with several target \
-             ports; use \"window\"",
-        ));
-    }
+    // Rejects `full` with several ports now; portless modules scan port 0 only.
+    dedup_method.resolve(target_ports.len().max(1))?;
     let dedup_window_size = parse_or(
         "--dedup-window-size",
         opt(&args.dedup_window_size),
@@ -527,6 +471,10 @@ pub fn resolve(
         cores,
         warnings,
     })
+}
+
+fn serialize_dedup<S: serde::Serializer>(m: &DedupMethod, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
 }
 
 /// Reads a random 64-bit seed from `/dev/urandom`.
@@ -980,15 +928,6 @@ mod tests {
     }
 
     #[test]
-    fn low_rate_rule_forces_one_thread_and_batch_one() {
-        assert_eq!(low_rate_rule(100, 4, 64), (1, 1));
-        assert_eq!(low_rate_rule(511, 4, 64), (1, 1));
-        assert_eq!(low_rate_rule(512, 4, 64), (4, 64));
-        assert_eq!(low_rate_rule(0, 4, 64), (4, 64));
-        assert_eq!(low_rate_rule(10_000, 4, 64), (4, 64));
-    }
-
-    #[test]
     fn max_targets_counts_and_percentages() {
         assert_eq!(parse_max_targets("-n", "1000").unwrap(), MaxTargets::Count(1000));
         assert_eq!(parse_max_targets("-n", "0.1%").unwrap(), MaxTargets::Percent(0.1));
@@ -1056,13 +995,6 @@ mod tests {
             err(parse_json("--user-metadata", "{\"a\": }")),
             "--user-metadata: column 7: not valid JSON: expected value"
         );
-    }
-
-    #[test]
-    fn dedup_default_depends_on_ports() {
-        assert_eq!(DedupMethod::Default.resolve(1), DedupMethod::Full);
-        assert_eq!(DedupMethod::Default.resolve(2), DedupMethod::Window);
-        assert_eq!(DedupMethod::None.resolve(2), DedupMethod::None);
     }
 
     fn resolve_args(items: &[&str]) -> Result<ScanConfig, String> {
@@ -1267,11 +1199,11 @@ mod tests {
             ),
             (
                 &["--dedup-method", "lru"],
-                "--dedup-method: expected default, none, full or window, got \"lru\"",
+                "--dedup-method: unknown method \"lru\" (expected default, none, full or window)",
             ),
             (
                 &["--dedup-method", "full", "-p", "1,2"],
-                "--dedup-method: \"full\" remembers addresses, not ports, and cannot be used with several target ports; use \"window\"",
+                "--dedup-method: full deduplication cannot be used with more than one target port; use window",
             ),
             (
                 &["--validate-source-port", "yes"],

@@ -19,6 +19,7 @@ pub mod listing;
 use crate::args::Parsed;
 use crate::conffile::{ConfigFile, default_config_path, expand_tilde};
 use rzmap_core::error::{InputError, Position};
+use rzmap_core::monitor::Logger;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
@@ -161,10 +162,9 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
 
     let config = config::resolve(&args, config::os_random_seed)
         .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-    if config.verbosity >= 2 {
-        for w in &config.warnings {
-            let _ = writeln!(std::io::stderr(), "rzmap: warning: {w}");
-        }
+    let logger = Logger::stderr(config.verbosity);
+    for w in &config.warnings {
+        logger.warn("rzmap", format_args!("{w}"));
     }
     if std::env::var_os(DUMP_CONFIG_ENV).is_some_and(|v| v == "1") {
         let json = serde_json::to_string_pretty(&config)

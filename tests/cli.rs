@@ -293,7 +293,7 @@ fn one_line_errors_for_bad_values() {
         ),
         (
             &["--dedup-method", "maybe"],
-            "--dedup-method: expected default, none, full or window, got \"maybe\"",
+            "--dedup-method: unknown method \"maybe\" (expected default, none, full or window)",
         ),
         (&["--cores", "0,a"], "--cores: column 3: bad CPU number \"a\""),
         (
@@ -327,4 +327,22 @@ fn listings_exit_zero() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("saddr           string: source IP address of response\n"), "{text}");
     assert!(text.contains("\nrepeat            bool: "), "{text}");
+}
+
+#[test]
+fn warnings_are_logged_at_warn_level() {
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(" [WARN] rzmap: 2 probes per target over 11 source ports"), "{err}");
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010", "-v", "1"])
+        .output()
+        .unwrap();
+    assert!(out.stderr.is_empty());
 }
