@@ -1,8 +1,9 @@
 //! The last validation step before a scan: the probe module, the ports it needs, the output
 //! plan and the address space, all checked together. Nothing here opens a socket.
 
-use crate::config::{DedupMethod, ScanConfig};
+use crate::config::ScanConfig;
 use crate::targets::{Resolver, Targets, build_targets};
+use rzmap_core::dedup::DedupMethod;
 use rzmap_core::error::InputError;
 use rzmap_core::fields::{FieldType, Schema};
 use rzmap_core::output::{OutputPlan, OutputRequest, plan_output};
@@ -51,7 +52,7 @@ impl ScanPlan {
     /// Sender threads and batch size for a machine with `cores` CPUs, with the reasons for
     /// any adjustment. The default is min(4, cores − 1, targets), at least 1; it drops to 1
     /// when `2 × threads ≥ max targets`; threads never exceed the number of targets; then
-    /// the low-rate rule applies ([`crate::config::low_rate_rule`]).
+    /// the low-rate rule applies ([`rzmap_core::rate::low_rate_rule`]).
     pub fn threads_and_batch(&self, cores: usize) -> (u8, u16, Vec<String>) {
         let mut notes = Vec::new();
         let targets = self.targets.space.count().saturating_mul(self.ports.len() as u64).max(1);
@@ -78,7 +79,9 @@ impl ScanPlan {
         }
         let threads = threads.clamp(1, 255) as u8;
         let pps = self.packets_per_second();
-        let (t, b) = crate::config::low_rate_rule(pps, threads, self.config.batch);
+        let (t, b) =
+            rzmap_core::rate::low_rate_rule(pps, u32::from(threads), u32::from(self.config.batch));
+        let (t, b) = (t as u8, b as u16);
         if (t, b) != (threads, self.config.batch) {
             notes.push(format!("{pps} packets per second is a low rate: one thread, batch 1"));
         }
@@ -121,7 +124,7 @@ pub fn probe_and_ports(
 pub fn plan(config: ScanConfig, resolver: Resolver<'_>) -> Result<ScanPlan, InputError> {
     let mut warnings = config.warnings.clone();
     let (probe, ports) = probe_and_ports(&config)?;
-    let dedup = config.dedup_method.resolve(ports.len());
+    let dedup = config.dedup_method.resolve(ports.len())?;
     let max_targets = config.max_targets.map(|m| m.resolve(ports.len()));
     let schema = Schema::for_module(probe.fields());
     let output = plan_output(
