@@ -63,7 +63,12 @@ mod tests {
 
     fn rec(format: Format, addr: &str, outcome: Outcome, data: &[u8]) -> String {
         let mut out = Vec::new();
-        write_record(&mut out, format, addr.parse().unwrap(), &Grab { outcome, data: data.to_vec() });
+        write_record(
+            &mut out,
+            format,
+            addr.parse().unwrap(),
+            &Grab { outcome, data: data.to_vec() },
+        );
         String::from_utf8(out).unwrap()
     }
 

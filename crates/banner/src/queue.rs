@@ -99,7 +99,8 @@ impl TargetQueue {
         {
             let mut q = self.lock();
             q.stats.pushed += 1;
-            let spilling = !q.buf.is_empty() || q.spill.as_ref().is_some_and(|s| s.read_pos < s.write_pos);
+            let spilling =
+                !q.buf.is_empty() || q.spill.as_ref().is_some_and(|s| s.read_pos < s.write_pos);
             if spilling || q.mem.len() >= q.mem_cap {
                 encode(target, &mut q.buf);
                 q.stats.spilled += 1;
