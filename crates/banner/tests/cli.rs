@@ -3,7 +3,7 @@
 mod servers;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -265,39 +265,50 @@ fn stdin_is_drained_long_before_the_connections_finish() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Every wait below is bounded, so a grabber that stops reading fails the test instead of
+    // hanging it.
     let mut stdin = child.stdin.take().unwrap();
+    let (written_tx, written_rx) = std::sync::mpsc::channel();
     let writer = std::thread::spawn(move || {
         let start = Instant::now();
         let line = b"127.0.0.11\n";
         for _ in 0..20_000 {
-            stdin.write_all(line).unwrap();
+            if stdin.write_all(line).is_err() {
+                return;
+            }
         }
         drop(stdin);
-        start.elapsed()
+        let _ = written_tx.send(start.elapsed());
     });
     let stdout = child.stdout.take().unwrap();
     let records = std::thread::spawn(move || BufReader::new(stdout).lines().count());
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut input_done = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
-        if line.contains("input done") {
-            input_done = line.clone();
-            break;
+    let stderr = child.stderr.take().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let diag = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("input done") {
+                let _ = done_tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
         }
-        line.clear();
-    }
-    let write_time = writer.join().unwrap();
+        all
+    });
+    let write_time = written_rx.recv_timeout(Duration::from_secs(20));
+    let input_done = done_rx.recv_timeout(Duration::from_secs(5));
     // Stop the grabber (it would run for half an hour) and count what it had finished.
     child.kill().unwrap();
     let _ = child.wait();
-    let mut rest = String::new();
-    let _ = stderr.read_to_string(&mut rest);
+    writer.join().unwrap();
+    let diag = diag.join().unwrap();
     let finished = records.join().unwrap().saturating_sub(1);
+    let write_time = write_time.expect("the writes did not complete within 20 s");
     assert!(write_time < Duration::from_secs(10), "writes took {write_time:?}");
     assert_eq!(
-        input_done.trim(),
-        "rzmap-banner: input done: 20000 lines, 20000 hosts, 0 bad lines"
+        input_done.as_deref(),
+        Ok("rzmap-banner: input done: 20000 lines, 20000 hosts, 0 bad lines"),
+        "{diag}"
     );
     assert!(finished < 1000, "{finished} grabs finished: the test proves nothing");
     eprintln!("20,000 lines written in {write_time:?}; {finished} grabs had finished");
