@@ -40,27 +40,27 @@ use crate::reader::{ReadStats, read_targets};
 )]
 pub struct Args {
     /// TCP port to connect to (a row's sport column or field overrides it).
-    #[arg(short = 'p', long = "port")]
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
     pub port: u16,
     /// Connections open at once.
-    #[arg(short = 'c', long = "concurrency", default_value_t = 100,
+    #[arg(short = 'c', long = "concurrency", value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub concurrency: u32,
     /// Seconds to wait for a connection to be set up.
-    #[arg(long = "connect-timeout", default_value = "4", value_parser = parse_seconds)]
+    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value = "4", value_parser = parse_seconds)]
     pub connect_timeout: Duration,
     /// Seconds to wait for the payload to be sent and then for the first response bytes.
-    #[arg(long = "read-timeout", default_value = "4", value_parser = parse_seconds)]
+    #[arg(long = "read-timeout", value_name = "SECONDS", default_value = "4", value_parser = parse_seconds)]
     pub read_timeout: Duration,
     /// File whose bytes are sent right after connecting (e.g. an HTTP request).
-    #[arg(short = 'd', long = "data")]
+    #[arg(short = 'd', long = "data", value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Most bytes kept from each response.
-    #[arg(long = "max-read", default_value_t = 1024,
+    #[arg(long = "max-read", value_name = "BYTES", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
     pub max_read: u32,
     /// Output file; `-` or none means stdout.
-    #[arg(short = 'o', long = "output-file")]
+    #[arg(short = 'o', long = "output-file", value_name = "FILE")]
     pub output_file: Option<PathBuf>,
     /// Output format.
     #[arg(long = "format", value_enum, default_value_t = Format::Csv)]
@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long = "no-header-row")]
     pub no_header_row: bool,
     /// Memory for queued input (bytes, or with a K, M or G suffix); more spills to a temp file.
-    #[arg(long = "queue-memory", default_value = "256M", value_parser = parse_size)]
+    #[arg(long = "queue-memory", value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
     pub queue_memory: usize,
 }
 
