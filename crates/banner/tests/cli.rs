@@ -103,7 +103,7 @@ fn request_file() -> tempfile::NamedTempFile {
 
 fn banner_cmd(port: u16, req: &tempfile::NamedTempFile) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["-p", &port.to_string(), "-c", "4", "--connect-timeout", "2", "--read-timeout", "1"])
+    cmd.args(["-p", &port.to_string(), "-c", "4", "--connect-timeout", "3", "--read-timeout", "3"])
         .args(["--max-read", &MAX_READ.to_string(), "-d"])
         .arg(req.path())
         .timeout(Duration::from_secs(60));
