@@ -190,7 +190,11 @@ pub fn run(args: &Args) -> Result<Summary, InputError> {
         let failed = output_failed.clone();
         std::thread::spawn(move || {
             let result = match sink {
-                Sink::Stdout => write_all_records(std::io::stdout().lock(), header, &rx),
+                Sink::Stdout => write_all_records(
+                    std::io::BufWriter::new(std::io::stdout().lock()),
+                    header,
+                    &rx,
+                ),
                 Sink::File(f) => write_all_records(std::io::BufWriter::new(f), header, &rx),
             };
             if result.is_err() {

@@ -351,3 +351,35 @@ fn concurrency_is_fitted_to_the_open_file_limit() {
         assert!(!stderr.contains("using concurrency"), "{stderr}");
     }
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_with_an_error() {
+    let server = Server::start(SocketAddr::new(lo(13), 0), Behaviour::Greeting).unwrap();
+    let mut child = StdCommand::new(BIN)
+        .args(["-p", &server.addr.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end of stdout before any record can exist.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(&b"127.0.0.13\n".repeat(5));
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rzmap-banner did not stop after its output closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rzmap-banner: error: output: write failed: Broken pipe"), "{stderr}");
+}
