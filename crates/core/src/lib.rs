@@ -5,6 +5,7 @@
 //! lives in `rzmap-sys`. Each module holds one concept; see ARCHITECTURE.md for the data flow.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod aesrand;
 pub mod error;
 pub mod fields;
