@@ -7,6 +7,8 @@
 
 pub mod addr;
 pub mod aesrand;
+pub mod cyclic;
 pub mod error;
 pub mod fields;
+pub mod iter;
 pub mod target;
