@@ -85,7 +85,7 @@ pub struct MulModConst {
 impl MulModConst {
     /// Prepares multiplication by `w mod p`. Requires `1 <= p < 2^63`.
     pub fn new(w: u64, p: u64) -> Self {
-        debug_assert!(p >= 1 && p < 1 << 63);
+        debug_assert!((1..1 << 63).contains(&p));
         let w = w % p;
         let w_shoup = ((u128::from(w) << 64) / u128::from(p)) as u64;
         Self { w, w_shoup, p }
@@ -103,7 +103,7 @@ impl MulModConst {
 /// Whether `g` generates the whole multiplicative group of `group`.
 pub fn is_primitive_root(g: u64, group: &Group) -> bool {
     let p = group.prime;
-    g % p != 0 && group.factors.iter().all(|&q| pow_mod(g, (p - 1) / q, p) != 1)
+    !g.is_multiple_of(p) && group.factors.iter().all(|&q| pow_mod(g, (p - 1) / q, p) != 1)
 }
 
 /// ZMap's generator search: start from the low 32 bits of the next word mod p (kept as a

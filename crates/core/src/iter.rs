@@ -54,7 +54,10 @@ impl ScanOrder {
             && cycle.generator < cycle.prime
             && cycle.offset < cycle.prime;
         if !fits {
-            return Err(InputError::new("saved scan", "the saved cycle does not fit these targets"));
+            return Err(InputError::new(
+                "saved scan",
+                "the saved cycle does not fit these targets",
+            ));
         }
         Ok(Self { space, ports: ports.into(), cycle })
     }
@@ -349,11 +352,9 @@ impl Subshard {
                 }
             };
             let ip = self.space.nth(v >> self.bits_port);
-            if let Some(list) = &self.filter {
-                if !list.contains(ip) {
-                    self.filtered += 1;
-                    continue;
-                }
+            if self.filter.as_ref().is_some_and(|list| !list.contains(ip)) {
+                self.filtered += 1;
+                continue;
             }
             self.emitted += 1;
             self.budget -= 1;
@@ -543,7 +544,13 @@ mod tests {
             (0..5).map(|_| Ipv4Addr::from(s.next_target().unwrap().0).to_string()).collect();
         assert_eq!(
             got,
-            ["204.150.148.199", "71.100.173.44", "168.120.35.223", "17.132.81.138", "72.162.31.108"]
+            [
+                "204.150.148.199",
+                "71.100.173.44",
+                "168.120.35.223",
+                "17.132.81.138",
+                "72.162.31.108"
+            ]
         );
     }
 

@@ -80,9 +80,9 @@ impl IpList {
         let mut line_no = 0usize;
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| InputError::at_line(source, line_no + 1, format!("read error: {e}")))?;
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
+                InputError::at_line(source, line_no + 1, format!("read error: {e}"))
+            })?;
             if n == 0 {
                 return Ok(list);
             }
@@ -100,11 +100,9 @@ impl IpList {
                 self.insert(ip);
                 Ok(())
             }
-            None => Err(InputError::at_line(
-                source,
-                line_no,
-                format!("bad IPv4 address \"{token}\""),
-            )),
+            None => {
+                Err(InputError::at_line(source, line_no, format!("bad IPv4 address \"{token}\"")))
+            }
         }
     }
 }
@@ -170,14 +168,25 @@ mod tests {
         assert_eq!(inet_aton("0x7f.1"), Some(0x7f00_0001));
         assert_eq!(inet_aton("010.0.0.1"), Some(0x0800_0001));
         assert_eq!(inet_aton("255.255.255.255"), Some(u32::MAX));
-        for bad in ["", "1.2.3.4.5", "256.1.1.1", "1.2.3.256", "08.1.1.1", "1..2", "x", "1.2.65536", "4294967296"] {
+        for bad in [
+            "",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.3.256",
+            "08.1.1.1",
+            "1..2",
+            "x",
+            "1.2.65536",
+            "4294967296",
+        ] {
             assert_eq!(inet_aton(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn parses_files_and_counts_distinct() {
-        let l = IpList::parse("# hi\n1.2.3.4\n  1.2.3.5 x\n\n1.2.3.4 # dup\n9.9.9.9\n", "ips").unwrap();
+        let l =
+            IpList::parse("# hi\n1.2.3.4\n  1.2.3.5 x\n\n1.2.3.4 # dup\n9.9.9.9\n", "ips").unwrap();
         assert_eq!(l.len(), 3);
         assert!(l.contains(0x0102_0304) && l.contains(0x0102_0305) && l.contains(0x0909_0909));
         assert!(!l.contains(0x0102_0306) && !l.contains(0));

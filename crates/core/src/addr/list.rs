@@ -56,9 +56,8 @@ pub fn parse_list_lenient(text: &str, source: &str) -> (Vec<ListEntry>, Vec<Inpu
         let Some((col, token)) = first_token(content) else { continue };
         match classify(token) {
             Ok(kind) => entries.push(ListEntry { line, kind }),
-            Err((tcol, msg)) => {
-                errors.push(InputError::at_column(source, col + tcol - 1, msg).in_line(source, line))
-            }
+            Err((tcol, msg)) => errors
+                .push(InputError::at_column(source, col + tcol - 1, msg).in_line(source, line)),
         }
     }
     (entries, errors)
@@ -76,9 +75,8 @@ fn first_token(line: &str) -> Option<(usize, &str)> {
 fn classify(token: &str) -> Result<EntryKind, (usize, String)> {
     if token.contains(':') {
         let addr = token.split_once('/').map_or(token, |(a, _)| a);
-        let len_ok = token
-            .split_once('/')
-            .is_none_or(|(_, l)| l.parse::<u8>().is_ok_and(|l| l <= 128));
+        let len_ok =
+            token.split_once('/').is_none_or(|(_, l)| l.parse::<u8>().is_ok_and(|l| l <= 128));
         if addr.parse::<Ipv6Addr>().is_ok() && len_ok {
             return Ok(EntryKind::Ipv6);
         }
@@ -159,7 +157,10 @@ mod tests {
     fn errors_give_file_line_column() {
         let text = "10.0.0.0/8\n   1.2.3.4/33\n";
         let e = parse_list(text, "bl.txt", false).unwrap_err();
-        assert_eq!(e.to_string(), "bl.txt:2:12: bad CIDR \"1.2.3.4/33\": prefix length 33 is longer than 32");
+        assert_eq!(
+            e.to_string(),
+            "bl.txt:2:12: bad CIDR \"1.2.3.4/33\": prefix length 33 is longer than 32"
+        );
         let v = parse_list(text, "bl.txt", true).unwrap();
         assert_eq!(v.len(), 1);
         let e = parse_list("1.2.3.256\n", "w", false).unwrap_err();
