@@ -14,6 +14,9 @@ use super::prefix::Ipv4Prefix;
 pub const RADIX_LENGTH: u32 = 18;
 const RADIX_SHIFT: u32 = 32 - RADIX_LENGTH;
 const RADIX_SIZE: u64 = 1 << RADIX_SHIFT;
+/// Up to this many addresses outside the radix blocks are also kept in a flat table (4 MiB),
+/// making `nth` O(1) for small scans; beyond it `nth` walks the tree.
+const DENSE_TAIL_MAX: u64 = 1 << 20;
 
 /// A compacted tree node. Children of an inner node sit at `left` and `left + 1`.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +85,9 @@ pub struct TargetSpace {
     nodes: Vec<Node>,
     /// Network addresses of the fully allowed /18 blocks, ascending.
     radix: Vec<u32>,
+    /// The allowed addresses outside the radix blocks, ascending, when there are at most
+    /// `DENSE_TAIL_MAX` of them (otherwise empty and `nth` walks the tree).
+    tail: Vec<u32>,
     /// Per /16: 0 blocked, 1 allowed, otherwise 2 + the index of the subtree node at depth 16.
     table16: Vec<u32>,
     count: u64,
@@ -105,6 +111,7 @@ impl TargetSpace {
         let mut space = TargetSpace {
             nodes: Vec::with_capacity(painter.nodes.len()),
             radix: Vec::new(),
+            tail: Vec::new(),
             table16: vec![0; 1 << 16],
             count: 0,
             allow_entries: allow.map(|a| a.iter().map(Ipv4Prefix::normalized).collect()),
@@ -118,6 +125,13 @@ impl TargetSpace {
         space.compact(&painter, 0, 0, 0, 0);
         space.fill_table(0, 0, 0);
         space.count = space.radix.len() as u64 * RADIX_SIZE + space.nodes[0].count;
+        if space.nodes[0].count <= DENSE_TAIL_MAX {
+            let mut tail = Vec::with_capacity(space.nodes[0].count as usize);
+            for p in space.leaves(true).into_iter().filter(|p| u32::from(p.len) > RADIX_LENGTH) {
+                tail.extend(p.addr..=p.last());
+            }
+            space.tail = tail;
+        }
         space
     }
 
@@ -192,7 +206,11 @@ impl TargetSpace {
         if let Some(&net) = self.radix.get(block) {
             return net | (i & (RADIX_SIZE - 1)) as u32;
         }
-        self.nth_in_tree(i - self.radix.len() as u64 * RADIX_SIZE)
+        let j = i - self.radix.len() as u64 * RADIX_SIZE;
+        match self.tail.get(j as usize) {
+            Some(&ip) => ip,
+            None => self.nth_in_tree(j),
+        }
     }
 
     /// The `n`th allowed address outside the radix blocks.
@@ -352,6 +370,22 @@ mod tests {
         assert_eq!(none.allowed_prefixes(), vec![]);
     }
 
+    #[test]
+    fn large_tails_use_the_tree_walk() {
+        // One blocked address in each of 101 /18s: 1.65M addresses outside the radix blocks.
+        let block: Vec<Ipv4Prefix> =
+            (0..=100u32).map(|k| Ipv4Prefix::new((k << 14) | 5, 32)).collect();
+        let s = TargetSpace::new(None, &block);
+        assert!(s.tail.is_empty());
+        let tail: Vec<u32> =
+            (0..=100u32 << 14 | 0x3fff).filter(|&ip| ip != 0 && ip & 0x3fff != 5).collect();
+        assert_eq!(s.count() - s.radix_count(), tail.len() as u64);
+        for j in (0..tail.len()).step_by(997).chain([tail.len() - 1]) {
+            assert_eq!(s.nth(s.radix_count() + j as u64), tail[j], "tail index {j}");
+        }
+        assert_eq!(s.nth(0), 101 << 14);
+    }
+
     /// The model: the allowed addresses of a space made of small prefixes near a few bases.
     fn model(allow: &Option<Vec<Ipv4Prefix>>, block: &[Ipv4Prefix], universe: &[u32]) -> Vec<u32> {
         universe
@@ -404,6 +438,12 @@ mod tests {
             if allow.is_some() {
                 for (i, &ip) in order.iter().enumerate() {
                     prop_assert_eq!(space.nth(i as u64), ip, "index {}", i);
+                }
+            }
+            // The tree walk agrees with the flat tail table.
+            if allow.is_some() {
+                for j in 0..(space.count() - space.radix_count()) {
+                    prop_assert_eq!(space.nth_in_tree(j), space.nth(space.radix_count() + j));
                 }
             }
             for &ip in &universe {
