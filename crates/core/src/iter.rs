@@ -454,6 +454,14 @@ pub struct SubshardState {
     pub filtered: u64,
 }
 
+impl crate::engine::TargetSource for Subshard {
+    /// The engine's view of [`Subshard::next_target`].
+    #[inline]
+    fn next_target(&mut self) -> Option<crate::target::Target> {
+        Subshard::next_target(self).map(|(ip, port)| crate::target::Target::v4(ip, port))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +634,17 @@ mod tests {
             o.subshard(0, 1, 0, 1, None).unwrap().with_filter(list).collect();
         assert_eq!(got, want);
         assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn engine_target_source() {
+        fn drain<S: crate::engine::TargetSource>(mut s: S) -> Vec<crate::target::Target> {
+            std::iter::from_fn(|| s.next_target()).collect()
+        }
+        let o = order(1, &[0], Some(&["198.19.0.0/30"]), &[]);
+        let got = drain(o.subshard(0, 1, 0, 1, None).unwrap());
+        assert_eq!(got[0], crate::target::Target::v4(0xc613_0001, 0));
+        assert_eq!(got.len(), 4);
     }
 
     #[test]

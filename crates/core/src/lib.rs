@@ -8,7 +8,13 @@
 pub mod addr;
 pub mod aesrand;
 pub mod cyclic;
+pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod iter;
+pub mod link;
+pub mod monitor;
+pub mod probe;
+pub mod rate;
 pub mod target;
