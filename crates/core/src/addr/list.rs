@@ -174,6 +174,19 @@ mod tests {
         assert_eq!(errs.len(), 2);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "[0-9a-z./:# \t\n\u{e9}-]{0,80}") {
+            let (ok, errs) = parse_list_lenient(&text, "f");
+            let lines = text.lines().count();
+            proptest::prop_assert!(ok.len() + errs.len() <= lines);
+            let _ = crate::addr::IpList::parse(&text, "f");
+            for token in text.split_whitespace() {
+                let _ = parse_prefix(token);
+            }
+        }
+    }
+
     #[test]
     fn hostnames_are_checked_for_plausibility() {
         assert!(hostname_problem("a.example.org.").is_none());
