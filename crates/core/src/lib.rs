@@ -9,3 +9,5 @@ pub mod aesrand;
 pub mod error;
 pub mod fields;
 pub mod target;
+pub mod probe;
+pub mod validate;
