@@ -476,8 +476,8 @@ mod tests {
         assert_eq!(m.validate(&r5, &chk), Err(Reject::UnexpectedSourcePort));
         // With source-port validation disabled, the port 8080 reply still fails validation
         // (its words differ: either the port window or the ACK number no longer match).
-        let r = m.validate(&r5, &env.check(Some(false)));
-        assert!(matches!(r, Err(Reject::PortOutsideWindow | Reject::NotOurs)), "{r:?}");
+        let res = m.validate(&r5, &env.check(Some(false)));
+        assert!(matches!(res, Err(Reject::PortOutsideWindow | Reject::NotOurs)), "{res:?}");
         for cut in [0, 10, 19, 20, 30, 39] {
             assert!(m.validate(&r[..cut], &chk).is_err(), "cut {cut}");
         }
