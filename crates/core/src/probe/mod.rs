@@ -617,6 +617,119 @@ mod tests {
         assert_eq!(lookup(DEFAULT_MODULE).map(|m| m.name), Some("tcp_synscan"));
     }
 
+    fn all_modules() -> Vec<Box<dyn ProbeModule>> {
+        vec![
+            create("tcp_synscan", None).unwrap(),
+            create("tcp_synscan", Some("bsd")).unwrap(),
+            create("icmp_echoscan", None).unwrap(),
+            create("udp", Some("text:hello")).unwrap(),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_validate_or_classify(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..160),
+            proto in proptest::sample::select(vec![1u8, 6, 17, 0]),
+            fix in proptest::bool::ANY,
+        ) {
+            let env = testutil::Env::new(&[80, 53]);
+            let mut data = data;
+            // Half the cases get a plausible IPv4 header so deeper code is reached.
+            if fix && data.len() >= 20 {
+                data[0] = 0x45;
+                let len = data.len() as u16;
+                data[2..4].copy_from_slice(&len.to_be_bytes());
+                data[9] = proto;
+                data[12..16].copy_from_slice(&[198, 19, 3, 4]);
+                data[16..20].copy_from_slice(&[198, 18, 0, 1]);
+            }
+            let schema_len = 64;
+            let mut rec = Record::new(schema_len);
+            for m in all_modules() {
+                for ovr in [None, Some(true), Some(false)] {
+                    let _ = m.validate(&data, &env.check(ovr));
+                }
+                for kind in [ReplyKind::SynAck, ReplyKind::Rst, ReplyKind::Udp, ReplyKind::EchoReply, ReplyKind::IcmpError] {
+                    m.classify(&data, &kind, &mut rec, IP_FIELDS_LEN);
+                }
+                let mut out = String::new();
+                m.describe(&data, true, &mut out);
+            }
+        }
+
+        #[test]
+        fn every_probe_round_trips_through_etherparse(
+            dst in proptest::num::u32::ANY, dport in 1u16.., probe in 0u32..4, ttl in 1u8..,
+        ) {
+            let env = testutil::Env::new(&[dport]);
+            let dst = Ipv4Addr::from(dst);
+            let mut cfg = env.config(&[dport]);
+            cfg.ttl = ttl;
+            for m in all_modules() {
+                let port = if m.needs_ports() { dport } else { 0 };
+                let mut buf = vec![0u8; 2048];
+                m.prepare(&mut buf, &cfg);
+                let v = env.validator.words(testutil::US, dst, port);
+                let p = ProbeInput { src: testutil::US, dst, dport: port, probe_num: probe, validation: v };
+                let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(3));
+                proptest::prop_assert_eq!(n, m.max_frame_len());
+                let pkt = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+                let Some(etherparse::NetSlice::Ipv4(ip)) = pkt.net else { panic!("no ipv4") };
+                let h = ip.header().to_header();
+                proptest::prop_assert_eq!(h.header_checksum, h.calc_header_checksum());
+                proptest::prop_assert_eq!(h.time_to_live, ttl);
+                proptest::prop_assert_eq!(h.destination, dst.octets());
+                match pkt.transport {
+                    Some(etherparse::TransportSlice::Tcp(t)) => {
+                        proptest::prop_assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, &[]).unwrap());
+                        proptest::prop_assert_eq!(t.destination_port(), dport);
+                        proptest::prop_assert_eq!(t.source_port(), cfg.source_port(v[1], probe));
+                    }
+                    Some(etherparse::TransportSlice::Udp(u)) => {
+                        proptest::prop_assert_eq!(u.destination_port(), dport);
+                        proptest::prop_assert_eq!(u.source_port(), cfg.source_port(v[1], probe));
+                    }
+                    Some(etherparse::TransportSlice::Icmpv4(i)) => {
+                        proptest::prop_assert_eq!(i.checksum(), i.header().icmp_type.calc_checksum(i.payload()));
+                    }
+                    _ => panic!("unexpected transport"),
+                }
+                // An ICMP error quoting this probe validates, whatever the probe.
+                if crate_scope(dst) {
+                    let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 1, &buf[14..n], 28);
+                    proptest::prop_assert_eq!(m.validate(&e, &env.check(None)), Ok(ReplyKind::IcmpError));
+                }
+            }
+        }
+    }
+
+    fn crate_scope(a: Ipv4Addr) -> bool {
+        testutil::in_scope(a)
+    }
+
+    const IP_FIELDS_LEN: usize = crate::fields::IP_FIELDS.len();
+
+    #[test]
+    fn icmp_errors_quoting_random_targets_validate() {
+        // The proptest above rarely draws a target in scope; check a spread of in-scope ones.
+        let env = testutil::Env::new(&[80]);
+        let cfg = env.config(&[80]);
+        for i in 0..200u32 {
+            let dst = Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8);
+            for m in all_modules() {
+                let port = if m.needs_ports() { 80 } else { 0 };
+                let mut buf = vec![0u8; 2048];
+                m.prepare(&mut buf, &cfg);
+                let v = env.validator.words(testutil::US, dst, port);
+                let p = ProbeInput { src: testutil::US, dst, dport: port, probe_num: 0, validation: v };
+                let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(3));
+                let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 1, &buf[14..n], 28);
+                assert_eq!(m.validate(&e, &env.check(None)), Ok(ReplyKind::IcmpError), "{}", m.name());
+            }
+        }
+    }
+
     #[test]
     fn port_bitmap() {
         let b = PortBitmap::new(&[0, 63, 64, 65535]);

@@ -414,6 +414,39 @@ mod tests {
         assert_eq!(s2.lines().count(), 3);
     }
 
+    #[test]
+    fn reproduces_the_zmap_dryrun_example() {
+        // compat §6: `tcp { source: 36522 | dest: 80 | seq: 3383833940 | checksum: 0X9BFA }`
+        // from 127.0.0.1 to 198.19.0.1 with the default (windows) options. Every byte of that
+        // segment is known, so our checksum must match ZMap's.
+        let m = TcpSynScan::new(None).unwrap();
+        let cfg = ProbeConfig {
+            sport_first: 36522,
+            sport_count: 1,
+            ..ProbeConfig::new([0; 6], [0; 6])
+        };
+        let mut buf = vec![0u8; 128];
+        m.prepare(&mut buf, &cfg);
+        let p = ProbeInput {
+            src: Ipv4Addr::new(127, 0, 0, 1),
+            dst: Ipv4Addr::new(198, 19, 0, 1),
+            dport: 80,
+            probe_num: 0,
+            validation: [3383833940, 0, 0, 0x1234],
+        };
+        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(0));
+        let mut s = String::new();
+        m.describe(&buf[..n], true, &mut s);
+        let mut lines = s.lines();
+        assert_eq!(
+            lines.next(),
+            Some("tcp { source: 36522 | dest: 80 | seq: 3383833940 | checksum: 0X9BFA }")
+        );
+        assert!(lines.next().unwrap().starts_with("ip { saddr: 127.0.0.1 | daddr: 198.19.0.1 | checksum: 0X"));
+        assert_eq!(lines.next(), Some("eth { shost: 00:00:00:00:00:00 | dhost: 00:00:00:00:00:00 }"));
+        assert_eq!(lines.next(), Some("------------------------------------------------------"));
+    }
+
     fn classify(m: &TcpSynScan, pkt: &[u8], kind: ReplyKind) -> (Schema, Record) {
         let schema = Schema::for_module(m.fields());
         let mut rec = Record::for_schema(&schema);
