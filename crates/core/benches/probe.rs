@@ -20,7 +20,10 @@ fn modules() -> Vec<(&'static str, Box<dyn ProbeModule>)> {
 }
 
 fn config() -> ProbeConfig {
-    ProbeConfig { target_ports: vec![80], ..ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]) }
+    ProbeConfig {
+        target_ports: vec![80],
+        ..ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+    }
 }
 
 fn bench_make(c: &mut Criterion) {

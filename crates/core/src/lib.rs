@@ -8,6 +8,6 @@
 pub mod aesrand;
 pub mod error;
 pub mod fields;
-pub mod target;
 pub mod probe;
+pub mod target;
 pub mod validate;

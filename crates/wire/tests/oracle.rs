@@ -125,7 +125,10 @@ fn udp_and_icmp_against_etherparse() {
     );
 
     let mut out = Vec::new();
-    PacketBuilder::ipv4(SRC, DST, 64).icmpv4_echo_request(0x1111, 0x2222).write(&mut out, &[9; 20]).unwrap();
+    PacketBuilder::ipv4(SRC, DST, 64)
+        .icmpv4_echo_request(0x1111, 0x2222)
+        .write(&mut out, &[9; 20])
+        .unwrap();
     let ip = Ipv4Packet::new_checked(&out[..]).unwrap();
     let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
     assert_eq!((icmp.msg_type(), icmp.code()), (8, 0));
@@ -140,9 +143,7 @@ fn udp_and_icmp_against_etherparse() {
     PacketBuilder::ipv4(DST, SRC, 64).udp(33000, 53).write(&mut quoted, &[0; 100]).unwrap();
     let mut err = Vec::new();
     PacketBuilder::ipv4([10, 0, 0, 1], DST, 64)
-        .icmpv4(Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::Port,
-        ))
+        .icmpv4(Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port))
         .write(&mut err, &quoted[..28])
         .unwrap();
     let ip = Ipv4Packet::new_checked(&err[..]).unwrap();
@@ -160,13 +161,9 @@ fn udp_and_icmp_against_etherparse() {
 #[test]
 fn malformed_options_stop_without_panic() {
     // length 0, length 1, length past the end, wrong MSS length, missing length byte.
-    for opts in [
-        &[2u8, 0, 1, 1][..],
-        &[3, 1, 0, 0],
-        &[8, 40, 0, 0],
-        &[2, 3, 5, 1, 1, 1],
-        &[1, 1, 1, 4],
-    ] {
+    for opts in
+        [&[2u8, 0, 1, 1][..], &[3, 1, 0, 0], &[8, 40, 0, 0], &[2, 3, 5, 1, 1, 1], &[1, 1, 1, 4]]
+    {
         let s = TcpOptionSummary::parse(opts);
         assert_eq!(s.mss, None, "{opts:?}");
     }

@@ -30,9 +30,8 @@ pub(crate) fn parse(arg: &str, max: usize) -> Result<Option<Vec<u8>>, InputError
         }
         out
     } else if let Some(path) = arg.strip_prefix("file:") {
-        let data = std::fs::read(path)
-            .map_err(|e| InputError::new(INPUT, format!("cannot read payload file {path}: {e}")))?;
-        data
+        std::fs::read(path)
+            .map_err(|e| InputError::new(INPUT, format!("cannot read payload file {path}: {e}")))?
     } else {
         return Ok(None);
     };

@@ -7,9 +7,9 @@ use rzmap_wire::icmpv4::{self, Icmpv4Packet};
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 
 use super::{
-    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck,
-    ReplyFilter, ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields,
-    fixed_payload, patch_ip, write_c_hex04, write_eth_ip,
+    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
+    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields, fixed_payload,
+    patch_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -113,7 +113,13 @@ impl ProbeModule for IcmpEchoScan {
         m[8..].copy_from_slice(&self.payload);
     }
 
-    fn make(&self, buf: &mut [u8], _cfg: &ProbeConfig, p: &ProbeInput, _rng: &mut AesRand) -> usize {
+    fn make(
+        &self,
+        buf: &mut [u8],
+        _cfg: &ProbeConfig,
+        p: &ProbeInput,
+        _rng: &mut AesRand,
+    ) -> usize {
         let end = ETH_IP_LEN + self.icmp_len();
         patch_ip(buf, p);
         let m = &mut buf[ETH_IP_LEN..end];
@@ -243,7 +249,9 @@ mod tests {
         let first = s.lines().next().unwrap();
         assert!(first.starts_with("icmp { type: 8 | code: 0 | checksum: 0"), "{first}");
         assert!(first.ends_with(&format!("| id: {} | seq: {} }}", v[1] & 0xffff, v[2] & 0xffff)));
-        assert!(s.lines().nth(1).unwrap().starts_with("ip { saddr: 198.18.0.1 | daddr: 198.19.3.4 |"));
+        assert!(
+            s.lines().nth(1).unwrap().starts_with("ip { saddr: 198.18.0.1 | daddr: 198.19.3.4 |")
+        );
     }
 
     #[test]
@@ -268,12 +276,21 @@ mod tests {
         assert_eq!(d.len(), 24);
         assert_eq!(&d[..2], &id.to_be_bytes());
 
-        assert_eq!(m.validate(&echo_reply(TARGET, US, id ^ 1, seq, &[]), &chk), Err(Reject::NotOurs));
-        assert_eq!(m.validate(&echo_reply(TARGET, US, id, seq ^ 1, &[]), &chk), Err(Reject::NotOurs));
+        assert_eq!(
+            m.validate(&echo_reply(TARGET, US, id ^ 1, seq, &[]), &chk),
+            Err(Reject::NotOurs)
+        );
+        assert_eq!(
+            m.validate(&echo_reply(TARGET, US, id, seq ^ 1, &[]), &chk),
+            Err(Reject::NotOurs)
+        );
         let other = Ipv4Addr::new(198, 19, 3, 5);
         assert_eq!(m.validate(&echo_reply(other, US, id, seq, &[]), &chk), Err(Reject::NotOurs));
         let out = Ipv4Addr::new(203, 0, 113, 5);
-        assert_eq!(m.validate(&echo_reply(out, US, id, seq, &[]), &chk), Err(Reject::SourceNotInScope));
+        assert_eq!(
+            m.validate(&echo_reply(out, US, id, seq, &[]), &chk),
+            Err(Reject::SourceNotInScope)
+        );
         // Our own echo request seen on the wire is not a reply.
         assert_eq!(m.validate(&f[14..], &chk), Err(Reject::UnexpectedType));
 
@@ -293,8 +310,14 @@ mod tests {
         }
         let mut forged = f[14..].to_vec();
         forged[24] ^= 1; // quoted id
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk), Err(Reject::NotOurs));
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, &f[14..], 27), &chk), Err(Reject::Truncated));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk),
+            Err(Reject::NotOurs)
+        );
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, &f[14..], 27), &chk),
+            Err(Reject::Truncated)
+        );
         assert_eq!(m.validate(&r[..23], &chk), Err(Reject::Truncated));
         assert_eq!(m.validate(&udp_reply(TARGET, US, 1, 2, b""), &chk), Err(Reject::WrongProtocol));
     }

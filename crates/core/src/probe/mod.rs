@@ -322,8 +322,11 @@ pub struct ProbeInfo {
     /// Output fields of the module.
     pub fields: &'static [FieldDef],
     /// Builds the module from `--probe-args`.
-    pub create: fn(Option<&str>) -> Result<Box<dyn ProbeModule>, InputError>,
+    pub create: CreateFn,
 }
+
+/// A module constructor: `--probe-args` in, module or input error out.
+pub type CreateFn = fn(Option<&str>) -> Result<Box<dyn ProbeModule>, InputError>;
 
 impl std::fmt::Debug for ProbeInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -597,7 +600,8 @@ mod tests {
         let v1 = 18;
         let ok: Vec<u16> = (990..1020).filter(|&p| chk.port_in_window(p, v1)).collect();
         assert_eq!(ok, vec![1000, 1008, 1009]);
-        let cfg = ProbeConfig { sport_first: 1000, sport_count: 10, ..ProbeConfig::new([0; 6], [0; 6]) };
+        let cfg =
+            ProbeConfig { sport_first: 1000, sport_count: 10, ..ProbeConfig::new([0; 6], [0; 6]) };
         for n in 0..3 {
             assert!(chk.port_in_window(cfg.source_port(v1, n), v1));
         }
@@ -722,10 +726,16 @@ mod tests {
                 let mut buf = vec![0u8; 2048];
                 m.prepare(&mut buf, &cfg);
                 let v = env.validator.words(testutil::US, dst, port);
-                let p = ProbeInput { src: testutil::US, dst, dport: port, probe_num: 0, validation: v };
+                let p =
+                    ProbeInput { src: testutil::US, dst, dport: port, probe_num: 0, validation: v };
                 let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(3));
                 let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 1, &buf[14..n], 28);
-                assert_eq!(m.validate(&e, &env.check(None)), Ok(ReplyKind::IcmpError), "{}", m.name());
+                assert_eq!(
+                    m.validate(&e, &env.check(None)),
+                    Ok(ReplyKind::IcmpError),
+                    "{}",
+                    m.name()
+                );
             }
         }
     }

@@ -7,10 +7,10 @@ use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::tcp::{self, TcpOptionSummary, TcpPacket};
 
 use super::{
-    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck,
-    ReplyFilter, ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields,
-    describe_ip_eth, fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields,
-    patch_ip, write_c_hex04, write_eth_ip,
+    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
+    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
+    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, write_c_hex04,
+    write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -330,7 +330,13 @@ mod tests {
     use etherparse::{SlicedPacket, TcpOptionElement};
     use std::net::Ipv4Addr;
 
-    fn build(m: &TcpSynScan, env: &Env, dst: Ipv4Addr, dport: u16, probe: u32) -> (Vec<u8>, [u32; 4]) {
+    fn build(
+        m: &TcpSynScan,
+        env: &Env,
+        dst: Ipv4Addr,
+        dport: u16,
+        probe: u32,
+    ) -> (Vec<u8>, [u32; 4]) {
         let cfg = env.config(&[dport]);
         let mut buf = vec![0u8; 2048];
         m.prepare(&mut buf, &cfg);
@@ -420,11 +426,8 @@ mod tests {
         // from 127.0.0.1 to 198.19.0.1 with the default (windows) options. Every byte of that
         // segment is known, so our checksum must match ZMap's.
         let m = TcpSynScan::new(None).unwrap();
-        let cfg = ProbeConfig {
-            sport_first: 36522,
-            sport_count: 1,
-            ..ProbeConfig::new([0; 6], [0; 6])
-        };
+        let cfg =
+            ProbeConfig { sport_first: 36522, sport_count: 1, ..ProbeConfig::new([0; 6], [0; 6]) };
         let mut buf = vec![0u8; 128];
         m.prepare(&mut buf, &cfg);
         let p = ProbeInput {
@@ -442,8 +445,16 @@ mod tests {
             lines.next(),
             Some("tcp { source: 36522 | dest: 80 | seq: 3383833940 | checksum: 0X9BFA }")
         );
-        assert!(lines.next().unwrap().starts_with("ip { saddr: 127.0.0.1 | daddr: 198.19.0.1 | checksum: 0X"));
-        assert_eq!(lines.next(), Some("eth { shost: 00:00:00:00:00:00 | dhost: 00:00:00:00:00:00 }"));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("ip { saddr: 127.0.0.1 | daddr: 198.19.0.1 | checksum: 0X")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("eth { shost: 00:00:00:00:00:00 | dhost: 00:00:00:00:00:00 }")
+        );
         assert_eq!(lines.next(), Some("------------------------------------------------------"));
     }
 
@@ -476,7 +487,10 @@ mod tests {
         assert_eq!(m.validate(&r, &env.check(None)), Ok(ReplyKind::SynAck));
         let (s, rec) = classify(&m, &r, ReplyKind::SynAck);
         assert_eq!(get(&s, &rec, "saddr"), Value::Str("198.19.3.4"));
-        assert_eq!(get(&s, &rec, "saddr_raw"), Value::Int(u64::from(u32::from_ne_bytes([198, 19, 3, 4]))));
+        assert_eq!(
+            get(&s, &rec, "saddr_raw"),
+            Value::Int(u64::from(u32::from_ne_bytes([198, 19, 3, 4])))
+        );
         assert_eq!(get(&s, &rec, "ttl"), Value::Int(57));
         assert_eq!(get(&s, &rec, "sport"), Value::Int(80));
         assert_eq!(get(&s, &rec, "dport"), Value::Int(u64::from(sport)));
@@ -514,7 +528,16 @@ mod tests {
         for cut in [0, 10, 19, 20, 30, 39] {
             assert!(m.validate(&r[..cut], &chk).is_err(), "cut {cut}");
         }
-        let ack_only = tcp_reply(TARGET, US, 80, sport, 1, v[0].wrapping_add(1), Flags { syn: false, ack: true, rst: false }, &[]);
+        let ack_only = tcp_reply(
+            TARGET,
+            US,
+            80,
+            sport,
+            1,
+            v[0].wrapping_add(1),
+            Flags { syn: false, ack: true, rst: false },
+            &[],
+        );
         assert_eq!(m.validate(&ack_only, &chk), Err(Reject::UnexpectedType));
     }
 
@@ -556,30 +579,55 @@ mod tests {
         assert_eq!(get(&s, &rec, "icmp_responder"), Value::Str("198.18.200.1"));
         assert_eq!(get(&s, &rec, "icmp_type"), Value::Int(3));
         assert_eq!(get(&s, &rec, "icmp_code"), Value::Int(13));
-        assert_eq!(get(&s, &rec, "icmp_unreach_str"), Value::Str("communication admin. prohibited"));
+        assert_eq!(
+            get(&s, &rec, "icmp_unreach_str"),
+            Value::Str("communication admin. prohibited")
+        );
         assert_eq!(get(&s, &rec, "classification"), Value::Str("icmp"));
         assert_eq!(get(&s, &rec, "success"), Value::Bool(false));
         assert_eq!(get(&s, &rec, "sport"), Value::Null);
         let e = icmp_error(ROUTER, US, 11, 0, probe_ip, 28);
         assert_eq!(m.validate(&e, &chk), Ok(ReplyKind::IcmpError));
-        let (s, rec) = classify(&m, &icmp_error(ROUTER, US, 3, 200, probe_ip, 28), ReplyKind::IcmpError);
+        let (s, rec) =
+            classify(&m, &icmp_error(ROUTER, US, 3, 200, probe_ip, 28), ReplyKind::IcmpError);
         assert_eq!(get(&s, &rec, "icmp_unreach_str"), Value::Str("unknown"));
 
         // Rejections: quoted too short, wrong type, target out of scope, other source port.
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, probe_ip, 27), &chk), Err(Reject::Truncated));
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 0, 0, probe_ip, 28), &chk), Err(Reject::UnexpectedType));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, probe_ip, 27), &chk),
+            Err(Reject::Truncated)
+        );
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 0, 0, probe_ip, 28), &chk),
+            Err(Reject::UnexpectedType)
+        );
         let mut forged = probe_ip.to_vec();
         forged[16..20].copy_from_slice(&[203, 0, 113, 1]);
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk), Err(Reject::SourceNotInScope));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk),
+            Err(Reject::SourceNotInScope)
+        );
         let mut forged = probe_ip.to_vec();
         forged[20] ^= 0x55; // quoted source port, now far outside 40000..40100
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk), Err(Reject::PortOutsideWindow));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk),
+            Err(Reject::PortOutsideWindow)
+        );
         let mut forged = probe_ip.to_vec();
         forged[22..24].copy_from_slice(&8080u16.to_be_bytes());
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk), Err(Reject::UnexpectedSourcePort));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 1, &forged, 28), &chk),
+            Err(Reject::UnexpectedSourcePort)
+        );
         let udp = udp_reply(US, TARGET, 40000, 80, b"x");
-        assert_eq!(m.validate(&icmp_error(ROUTER, US, 3, 3, &udp, 28), &chk), Err(Reject::WrongProtocol));
-        assert_eq!(m.validate(&udp_reply(TARGET, US, 80, 40000, b"x"), &chk), Err(Reject::WrongProtocol));
+        assert_eq!(
+            m.validate(&icmp_error(ROUTER, US, 3, 3, &udp, 28), &chk),
+            Err(Reject::WrongProtocol)
+        );
+        assert_eq!(
+            m.validate(&udp_reply(TARGET, US, 80, 40000, b"x"), &chk),
+            Err(Reject::WrongProtocol)
+        );
     }
 
     #[test]

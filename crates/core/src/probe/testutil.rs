@@ -135,7 +135,14 @@ pub fn echo_reply(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8
 }
 
 /// An ICMP error from `router` to `dst` quoting `quoted` (an IP packet, cut to `quote_len`).
-pub fn icmp_error(router: Ipv4Addr, dst: Ipv4Addr, ty: u8, code: u8, quoted: &[u8], quote_len: usize) -> Vec<u8> {
+pub fn icmp_error(
+    router: Ipv4Addr,
+    dst: Ipv4Addr,
+    ty: u8,
+    code: u8,
+    quoted: &[u8],
+    quote_len: usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
     PacketBuilder::ipv4(router.octets(), dst.octets(), 250)
         .icmpv4(Icmpv4Type::Unknown { type_u8: ty, code_u8: code, bytes5to8: [0; 4] })

@@ -8,10 +8,10 @@ use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::udp::{self, UdpPacket};
 
 use super::{
-    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck,
-    ReplyFilter, ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields,
-    describe_ip_eth, fill_icmp_error_fields, fill_ip_fields, fixed_payload, icmp_fields,
-    null_icmp_fields, patch_ip, write_c_hex04, write_eth_ip,
+    ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
+    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
+    fill_icmp_error_fields, fill_ip_fields, fixed_payload, icmp_fields, null_icmp_fields, patch_ip,
+    write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -199,7 +199,12 @@ impl ProbeModule for UdpScan {
 
     fn describe(&self, frame: &[u8], with_eth: bool, out: &mut String) {
         if let Some(u) = frame.get(ETH_IP_LEN..).and_then(|s| UdpPacket::new_checked(s).ok()) {
-            let _ = write!(out, "udp {{ source: {} | dest: {} | checksum: ", u.src_port(), u.dst_port());
+            let _ = write!(
+                out,
+                "udp {{ source: {} | dest: {} | checksum: ",
+                u.src_port(),
+                u.dst_port()
+            );
             write_c_hex04(out, u.checksum());
             out.push_str(" }\n");
         }
@@ -310,7 +315,13 @@ mod tests {
         assert_eq!(u.source_port(), 40000 + (v[1] % 100) as u16);
         let mut s = String::new();
         m.describe(&f, true, &mut s);
-        assert!(s.starts_with(&format!("udp {{ source: {} | dest: 5632 | checksum: 0000 }}\nip {{", u.source_port())), "{s}");
+        assert!(
+            s.starts_with(&format!(
+                "udp {{ source: {} | dest: 5632 | checksum: 0000 }}\nip {{",
+                u.source_port()
+            )),
+            "{s}"
+        );
         assert!(UdpScan::new(None).is_err());
         assert!(UdpScan::new(Some("bogus")).is_err());
         assert!(UdpScan::new(Some(TEMPLATE_FIELDS_ARG)).is_err());
@@ -351,9 +362,15 @@ mod tests {
         assert_ne!(m.validate(&r54, &chk), Err(Reject::UnexpectedSourcePort));
         assert_eq!(m.validate(&r54, &env.check(Some(true))), Err(Reject::UnexpectedSourcePort));
         let wrong_port = if sport == 40000 { 40001 } else { 40000 };
-        assert_eq!(m.validate(&udp_reply(TARGET, US, 53, wrong_port, b""), &chk), Err(Reject::PortOutsideWindow));
+        assert_eq!(
+            m.validate(&udp_reply(TARGET, US, 53, wrong_port, b""), &chk),
+            Err(Reject::PortOutsideWindow)
+        );
         let out = Ipv4Addr::new(192, 0, 2, 1);
-        assert_eq!(m.validate(&udp_reply(out, US, 53, sport, b""), &chk), Err(Reject::SourceNotInScope));
+        assert_eq!(
+            m.validate(&udp_reply(out, US, 53, sport, b""), &chk),
+            Err(Reject::SourceNotInScope)
+        );
         assert_eq!(m.validate(&r[..27], &chk), Err(Reject::Truncated));
 
         let e = icmp_error(TARGET, US, 3, 3, &f[14..], 28);
@@ -368,9 +385,15 @@ mod tests {
         assert_eq!(get(&schema, &rec, "sport"), Value::Null);
         let mut forged = f[14..].to_vec();
         forged[22..24].copy_from_slice(&54u16.to_be_bytes());
-        assert_eq!(m.validate(&icmp_error(TARGET, US, 3, 3, &forged, 28), &chk), Err(Reject::UnexpectedSourcePort));
+        assert_eq!(
+            m.validate(&icmp_error(TARGET, US, 3, 3, &forged, 28), &chk),
+            Err(Reject::UnexpectedSourcePort)
+        );
         let mut forged = f[14..].to_vec();
         forged[20..22].copy_from_slice(&wrong_port.to_be_bytes());
-        assert_eq!(m.validate(&icmp_error(TARGET, US, 3, 3, &forged, 28), &chk), Err(Reject::PortOutsideWindow));
+        assert_eq!(
+            m.validate(&icmp_error(TARGET, US, 3, 3, &forged, 28), &chk),
+            Err(Reject::PortOutsideWindow)
+        );
     }
 }
