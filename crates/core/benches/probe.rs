@@ -41,7 +41,14 @@ fn bench_make(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let dst = Ipv4Addr::from(0xc613_0000 | (i & 0xffff));
                 let validation = v.words(US, dst, 80);
-                let p = ProbeInput { src: US, dst, dport: 80, probe_num: 0, validation };
+                let p = ProbeInput {
+                    src: US,
+                    dst,
+                    dport: 80,
+                    probe_num: 0,
+                    validation,
+                    now: Default::default(),
+                };
                 black_box(m.make(&mut buf, &cfg, &p, &mut rng))
             })
         });

@@ -6,10 +6,11 @@ use rzmap_wire::checksum;
 use rzmap_wire::icmpv4::{self, Icmpv4Packet};
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 
+use super::payload::{MAX_ICMP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields, fixed_payload,
-    patch_ip, write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields, patch_ip,
+    write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -21,8 +22,8 @@ Payload of ICMP packets will consist of zeroes unless you customize it with\n \
 --probe-args=text:SomeText\n \
 --probe-args=hex:5061796c6f6164";
 
-/// Largest echo payload (a 1500-byte IP packet).
-pub const MAX_PAYLOAD: usize = 1500 - 20 - 8 - 14;
+/// Largest echo payload (ZMap's limit: 1500 minus Ethernet, IP and ICMP headers).
+pub const MAX_PAYLOAD: usize = MAX_ICMP_PAYLOAD_LEN;
 /// Default payload: 20 zero bytes.
 pub const DEFAULT_PAYLOAD_LEN: usize = 20;
 
@@ -60,15 +61,16 @@ impl IcmpEchoScan {
     pub fn new(args: Option<&str>) -> Result<Self, InputError> {
         let payload = match args {
             None => vec![0u8; DEFAULT_PAYLOAD_LEN],
-            Some(a) => fixed_payload::parse(a, MAX_PAYLOAD)?.ok_or_else(|| {
-                InputError::new(
-                    "--probe-args",
-                    format!(
-                        "unknown icmp_echoscan payload \"{a}\" (expected text:STRING, \
-                         hex:HEXDIGITS or file:PATH)"
-                    ),
-                )
-            })?,
+            Some(a) => match parse_payload_arg(a, MAX_PAYLOAD, false)? {
+                PayloadSpec::Fixed(b) => b,
+                // Templates are refused by the parser when not allowed; keep a clear error.
+                _ => {
+                    return Err(InputError::new(
+                        "--probe-args",
+                        "icmp_echoscan takes text:, hex: or file: payloads only",
+                    ));
+                }
+            },
         };
         let payload_sum = checksum::sum(&payload, 0);
         Ok(Self { payload, payload_sum, args: args.map(str::to_owned) })
@@ -209,7 +211,14 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         m.prepare(&mut buf, &cfg);
         let v = env.validator.words(US, dst, 0);
-        let p = ProbeInput { src: US, dst, dport: 0, probe_num: 0, validation: v };
+        let p = ProbeInput {
+            src: US,
+            dst,
+            dport: 0,
+            probe_num: 0,
+            validation: v,
+            now: Default::default(),
+        };
         let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
         buf.truncate(n);
         (buf, v)

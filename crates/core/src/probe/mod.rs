@@ -16,11 +16,13 @@
 //! - `make` also takes the [`ProbeConfig`] (source-port window; no per-module mutable state);
 //! - `ProbeConfig` carries `timestamp` (the TCP timestamp option value ZMap takes from
 //!   `time(NULL)`), so frames are reproducible in tests;
+//! - `ProbeInput` carries `now` (UDP templates have time fields; core reads no clock);
 //! - `describe` always receives the full Ethernet frame; `with_eth = false` (`-X`) only drops
 //!   the `eth { .. }` line.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use rzmap_wire::icmpv4::{self, Icmpv4Packet};
 use rzmap_wire::ipv4::Ipv4Packet;
@@ -31,9 +33,10 @@ use crate::error::InputError;
 use crate::fields::{FieldDef, FieldType, Record};
 use crate::validate::Validator;
 
-mod fixed_payload;
 pub mod icmp_echoscan;
+pub mod payload;
 pub mod tcp_synscan;
+pub mod template;
 pub mod udp;
 
 /// Ethernet + IPv4 header length of every probe (no IP options).
@@ -104,6 +107,9 @@ pub struct ProbeInput {
     pub probe_num: u32,
     /// The validation words for (src, dst, dport), from [`Validator::words`].
     pub validation: [u32; 4],
+    /// The time since the Epoch, for payload templates (`UNIXTIME_SEC`, `NTP_TIMESTAMP`, ...);
+    /// modules without templates ignore it, so callers may pass `Duration::ZERO` for them.
+    pub now: Duration,
 }
 
 /// Which replies the receive filter should let through; the sys layer turns it into classic
@@ -675,7 +681,7 @@ mod tests {
                 let mut buf = vec![0u8; 2048];
                 m.prepare(&mut buf, &cfg);
                 let v = env.validator.words(testutil::US, dst, port);
-                let p = ProbeInput { src: testutil::US, dst, dport: port, probe_num: probe, validation: v };
+                let p = ProbeInput { src: testutil::US, dst, dport: port, probe_num: probe, validation: v, now: Default::default() };
                 let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(3));
                 proptest::prop_assert_eq!(n, m.max_frame_len());
                 let pkt = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
@@ -726,8 +732,14 @@ mod tests {
                 let mut buf = vec![0u8; 2048];
                 m.prepare(&mut buf, &cfg);
                 let v = env.validator.words(testutil::US, dst, port);
-                let p =
-                    ProbeInput { src: testutil::US, dst, dport: port, probe_num: 0, validation: v };
+                let p = ProbeInput {
+                    src: testutil::US,
+                    dst,
+                    dport: port,
+                    probe_num: 0,
+                    validation: v,
+                    now: Default::default(),
+                };
                 let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(3));
                 let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 1, &buf[14..n], 28);
                 assert_eq!(

@@ -341,7 +341,14 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         m.prepare(&mut buf, &cfg);
         let v = env.validator.words(US, dst, dport);
-        let p = ProbeInput { src: US, dst, dport, probe_num: probe, validation: v };
+        let p = ProbeInput {
+            src: US,
+            dst,
+            dport,
+            probe_num: probe,
+            validation: v,
+            now: Default::default(),
+        };
         let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
         buf.truncate(n);
         (buf, v)
@@ -436,6 +443,7 @@ mod tests {
             dport: 80,
             probe_num: 0,
             validation: [3383833940, 0, 0, 0x1234],
+            now: Default::default(),
         };
         let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(0));
         let mut s = String::new();

@@ -7,11 +7,13 @@ use rzmap_wire::icmpv4::Icmpv4Packet;
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::udp::{self, UdpPacket};
 
+use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
+use super::template::{Template, TemplateInput};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
     ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, fixed_payload, icmp_fields, null_icmp_fields, patch_ip,
-    write_c_hex04, write_eth_ip,
+    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, write_c_hex04,
+    write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -22,7 +24,7 @@ templated based on destination host. Specify packet file with --probe-args=file:
 and templates with template:/path_to_template_file.";
 
 /// Largest UDP payload (a 1500-byte IP packet).
-pub const MAX_PAYLOAD: usize = 1500 - 20 - 8;
+pub const MAX_PAYLOAD: usize = MAX_UDP_PAYLOAD_LEN;
 /// The `--probe-args` value that asks for the list of template fields (the command line prints
 /// it and exits; creating the module with it is an error).
 pub const TEMPLATE_FIELDS_ARG: &str = "template-fields";
@@ -61,37 +63,24 @@ pub const INFO: ProbeInfo = ProbeInfo {
     create: |args| Ok(Box::new(UdpScan::new(args)?)),
 };
 
-/// What the module sends. This is the small internal interface the shared payload/template
-/// parser (`probe::payload`, `probe::template`) plugs into: a fixed byte string, or (once
-/// merged) a template rendered per packet into the slot without allocating.
+/// What the module sends: a fixed byte string written once by `prepare`, or a template
+/// rendered per packet into the slot without allocating.
 #[derive(Clone, Debug)]
 enum UdpPayload {
-    /// The same bytes in every probe, written once by `prepare`.
+    /// The same bytes in every probe.
     Fixed(Vec<u8>),
+    /// A template rendered for every probe.
+    Template(Template),
 }
 
 impl UdpPayload {
     fn parse(arg: &str) -> Result<Self, InputError> {
-        if arg == TEMPLATE_FIELDS_ARG {
-            return Err(InputError::new(
+        match parse_payload_arg(arg, MAX_PAYLOAD, true)? {
+            PayloadSpec::Fixed(b) => Ok(Self::Fixed(b)),
+            PayloadSpec::Template(t) => Ok(Self::Template(t)),
+            PayloadSpec::ListTemplateFields => Err(InputError::new(
                 "--probe-args",
                 "template-fields lists the UDP template fields; it cannot be used to scan",
-            ));
-        }
-        if arg.starts_with("template:") {
-            return Err(InputError::new(
-                "--probe-args",
-                "template: payloads are not supported by this build yet",
-            ));
-        }
-        match fixed_payload::parse(arg, MAX_PAYLOAD)? {
-            Some(b) => Ok(Self::Fixed(b)),
-            None => Err(InputError::new(
-                "--probe-args",
-                format!(
-                    "unknown UDP probe specification \"{arg}\" (expected file:/path or \
-                     text:STRING or hex:01020304 or template:/path or template-fields)"
-                ),
             )),
         }
     }
@@ -99,21 +88,34 @@ impl UdpPayload {
     fn max_len(&self) -> usize {
         match self {
             Self::Fixed(b) => b.len(),
+            Self::Template(t) => t.max_len(),
         }
     }
 
-    /// The constant bytes, when there are any.
+    /// The constant bytes, when the payload is fixed.
     fn fixed(&self) -> Option<&[u8]> {
         match self {
             Self::Fixed(b) => Some(b),
+            Self::Template(_) => None,
         }
     }
 
-    /// Writes the payload of one probe into `out` and returns its length (templates only; a
-    /// fixed payload was written by `prepare` and is left alone).
-    fn render(&self, _out: &mut [u8], _p: &ProbeInput, _sport: u16, _rng: &mut AesRand) -> usize {
+    /// Writes the payload of one probe at the start of `out` and returns its length (a fixed
+    /// payload was written by `prepare` and is left alone).
+    fn render(&self, out: &mut [u8], p: &ProbeInput, sport: u16, rng: &mut AesRand) -> usize {
         match self {
             Self::Fixed(b) => b.len(),
+            Self::Template(t) => {
+                let input = TemplateInput {
+                    saddr: p.src,
+                    daddr: p.dst,
+                    sport,
+                    dport: p.dport,
+                    unix_sec: p.now.as_secs(),
+                    unix_usec: p.now.subsec_micros(),
+                };
+                t.render(out, &input, rng)
+            }
         }
     }
 }
@@ -289,7 +291,14 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         m.prepare(&mut buf, &cfg);
         let v = env.validator.words(US, dst, dport);
-        let p = ProbeInput { src: US, dst, dport, probe_num: 0, validation: v };
+        let p = ProbeInput {
+            src: US,
+            dst,
+            dport,
+            probe_num: 0,
+            validation: v,
+            now: Default::default(),
+        };
         let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
         buf.truncate(n);
         (buf, v)
@@ -326,6 +335,56 @@ mod tests {
         assert!(UdpScan::new(Some("bogus")).is_err());
         assert!(UdpScan::new(Some(TEMPLATE_FIELDS_ARG)).is_err());
         assert_eq!(UdpScan::new(Some("hex:02")).unwrap().max_frame_len(), 43);
+    }
+
+    #[test]
+    fn template_payload_is_rendered_per_packet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tpl");
+        std::fs::write(
+            &path,
+            b"Via ${SADDR}:${SPORT} to ${DADDR} r=${RAND_DIGIT=4} t=${UNIXTIME_SEC}",
+        )
+        .unwrap();
+        let m = UdpScan::new(Some(&format!("template:{}", path.display()))).unwrap();
+        let env = Env::new(&[5060]);
+        let cfg = env.config(&[5060]);
+        let mut buf = vec![0u8; 2048];
+        m.prepare(&mut buf, &cfg);
+        let mut rng = AesRand::from_seed(9);
+        let mut lens = Vec::new();
+        for dst in [TARGET, Ipv4Addr::new(198, 19, 100, 200)] {
+            let v = env.validator.words(US, dst, 5060);
+            let p = ProbeInput {
+                src: US,
+                dst,
+                dport: 5060,
+                probe_num: 0,
+                validation: v,
+                now: std::time::Duration::from_secs(0x0102_0304),
+            };
+            let n = m.make(&mut buf, &cfg, &p, &mut rng);
+            assert!(n <= m.max_frame_len());
+            let pkt = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = pkt.net else { panic!() };
+            let h = ip.header().to_header();
+            assert_eq!(h.header_checksum, h.calc_header_checksum());
+            assert_eq!(usize::from(h.total_len), n - 14);
+            let Some(TransportSlice::Udp(u)) = pkt.transport else { panic!() };
+            assert_eq!(usize::from(u.length()), n - 34);
+            let sport = cfg.source_port(v[1], 0);
+            let text = format!("Via 198.18.0.1:{sport} to {dst} r=");
+            assert!(
+                u.payload().starts_with(text.as_bytes()),
+                "{:?}",
+                String::from_utf8_lossy(u.payload())
+            );
+            let digits = &u.payload()[text.len()..text.len() + 4];
+            assert!(digits.iter().all(u8::is_ascii_digit));
+            assert!(u.payload().ends_with(b" t=\x01\x02\x03\x04"));
+            lens.push(n);
+        }
+        assert_ne!(lens[0], lens[1], "the payload length follows the address text");
     }
 
     #[test]
