@@ -26,6 +26,17 @@ fn config() -> ProbeConfig {
     }
 }
 
+fn bench_words(c: &mut Criterion) {
+    let v = Validator::new([9; 16]);
+    let mut i = 0u32;
+    c.bench_function("validator_words", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(v.words(US, Ipv4Addr::from(i), 80))
+        })
+    });
+}
+
 fn bench_make(c: &mut Criterion) {
     let v = Validator::new([9; 16]);
     let cfg = config();
@@ -126,6 +137,9 @@ fn bench_validate_classify(c: &mut Criterion) {
                 m.classify(&pkt, &k, &mut rec, schema.module_start());
             })
         });
+        g.bench_function(format!("{name}/validate_only"), |b| {
+            b.iter(|| black_box(m.validate(black_box(&pkt), &chk)))
+        });
         g.bench_function(format!("{name}/reject"), |b| {
             let mut bad = pkt.clone();
             bad[12] ^= 0xff; // source out of scope
@@ -135,5 +149,5 @@ fn bench_validate_classify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_make, bench_validate_classify);
+criterion_group!(benches, bench_words, bench_make, bench_validate_classify);
 criterion_main!(benches);

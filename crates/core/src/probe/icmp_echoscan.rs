@@ -10,17 +10,16 @@ use super::payload::{MAX_ICMP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
     ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields, patch_ip,
-    write_c_hex04, write_eth_ip,
+    reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
 use crate::fields::{FieldDef, FieldType, Record};
 
-const HELP: &str = "Probe module that sends ICMP echo requests to hosts.\n\
-Payload of ICMP packets will consist of zeroes unless you customize it with\n \
---probe-args=file:/path_to_payload_file\n \
---probe-args=text:SomeText\n \
---probe-args=hex:5061796c6f6164";
+const HELP: &str = "Sends one ICMP echo request to each address. An echo reply is \
+classified \"echoreply\" (success); ICMP errors quoting the request are \"unreach\", \
+\"sourcequench\", \"redirect\" or \"timxceed\" (failure). The payload is 20 zero bytes unless \
+--probe-args gives text:STRING, hex:HEXDIGITS or file:PATH (at most 1458 bytes).";
 
 /// Largest echo payload (ZMap's limit: 1500 minus Ethernet, IP and ICMP headers).
 pub const MAX_PAYLOAD: usize = MAX_ICMP_PAYLOAD_LEN;
@@ -143,7 +142,7 @@ impl ProbeModule for IcmpEchoScan {
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = Ipv4Packet::new_lax(ip)?;
+        let ip = reply_ip(ip)?;
         if ip.protocol() != ipv4::PROTO_ICMP {
             return Err(Reject::WrongProtocol);
         }

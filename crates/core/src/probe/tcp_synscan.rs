@@ -9,21 +9,18 @@ use rzmap_wire::tcp::{self, TcpOptionSummary, TcpPacket};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
     ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, write_c_hex04,
-    write_eth_ip,
+    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
+    write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
 use crate::fields::{FieldDef, FieldType, Record};
 
-const HELP: &str = "Probe module that sends a TCP SYN packet to a specific port. Possible \
-classifications are: synack and rst. A SYN-ACK packet is considered a success and a reset \
-packet is considered a failed response. By default, TCP header options are set identically to \
-the values used by Windows (MSS, SACK permitted, and WindowScale = 8). Use \
-\"--probe-args=n\" to set the options, valid options are \"smallest-probes\", \"bsd\", \
-\"linux\", \"windows\" (default). The \"smallest-probes\" option only sends MSS to achieve a \
-better hit-rate than no options while staying within the minimum Ethernet payload size. \
-Windows-style TCP options offer the highest hit-rate with a modest increase in probe size.";
+const HELP: &str = "Sends one TCP SYN to each target port. A SYN-ACK is classified \"synack\" \
+(success), a reset \"rst\" (failure), and an ICMP error quoting the probe \"icmp\" (failure). \
+--probe-args chooses the TCP options, imitating an operating system: \"windows\" (default: MSS, \
+window scale 8, SACK permitted), \"linux\", \"bsd\", or \"smallest-probes\" (MSS only, the \
+smallest frame that still gets good answers).";
 
 /// The module's output fields, in ZMap's order.
 pub static FIELDS: [FieldDef; 16] = {
@@ -233,7 +230,7 @@ impl ProbeModule for TcpSynScan {
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = Ipv4Packet::new_lax(ip)?;
+        let ip = reply_ip(ip)?;
         match ip.protocol() {
             ipv4::PROTO_TCP => {
                 let t = TcpPacket::new_checked(ip.payload())?;
@@ -536,6 +533,9 @@ mod tests {
         for cut in [0, 10, 19, 20, 30, 39] {
             assert!(m.validate(&r[..cut], &chk).is_err(), "cut {cut}");
         }
+        let mut frag = r.clone();
+        frag[6..8].copy_from_slice(&0x0001u16.to_be_bytes());
+        assert_eq!(m.validate(&frag, &chk), Err(Reject::Fragment));
         let ack_only = tcp_reply(
             TARGET,
             US,

@@ -12,16 +12,18 @@ use super::template::{Template, TemplateInput};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
     ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, write_c_hex04,
-    write_eth_ip,
+    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
+    write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
 use crate::fields::{FieldDef, FieldType, Record};
 
-const HELP: &str = "Probe module that sends UDP packets to hosts. Packets can optionally be \
-templated based on destination host. Specify packet file with --probe-args=file:/path_to_packet_file \
-and templates with template:/path_to_template_file.";
+const HELP: &str = "Sends one UDP datagram to each target port. Any UDP answer is \
+classified \"udp\" (success); an ICMP error quoting the probe is \"icmp\" (failure). \
+--probe-args is required and gives the payload: text:STRING, hex:HEXDIGITS, file:PATH, or \
+template:PATH for a payload rebuilt per probe from ${FIELD} specifiers \
+(--probe-args=template-fields lists them). Payloads are at most 1472 bytes.";
 
 /// Largest UDP payload (a 1500-byte IP packet).
 pub const MAX_PAYLOAD: usize = MAX_UDP_PAYLOAD_LEN;
@@ -214,7 +216,7 @@ impl ProbeModule for UdpScan {
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = Ipv4Packet::new_lax(ip)?;
+        let ip = reply_ip(ip)?;
         match ip.protocol() {
             ipv4::PROTO_UDP => {
                 let u = UdpPacket::new_checked(ip.payload())?;
