@@ -56,6 +56,12 @@ impl Validator {
     }
 }
 
+impl From<[u8; 16]> for Validator {
+    fn from(key: [u8; 16]) -> Self {
+        Self::new(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,13 @@
 //! `icmp_echoscan`: an ICMP echo request to each address; an echo reply means up.
+//!
+//! As ZMap 4: id = `v[1] & 0xffff`, seq = `v[2] & 0xffff` (so all `-P` probes are identical);
+//! an echo reply must carry both; an ICMP error (3, 4, 5, 11) must quote an echo request whose
+//! id and seq match the words recomputed for the quoted destination. Unlike the TCP and UDP
+//! modules, ZMap's echo module has no `icmp_*` fields and leaves `saddr` as the sender of the
+//! error; rzmap keeps that record shape. Two deliberate differences: echo replies from outside
+//! the scanned space are rejected before the AES check (they could never validate), and `data`
+//! (which starts 4 bytes into the ICMP header, as ZMap's) ends at the IP total length rather
+//! than at the end of the capture, so Ethernet padding is not reported as data.
 
 use std::fmt::Write as _;
 

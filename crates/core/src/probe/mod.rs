@@ -17,6 +17,10 @@
 //! - `ProbeConfig` carries `timestamp` (the TCP timestamp option value ZMap takes from
 //!   `time(NULL)`), so frames are reproducible in tests;
 //! - `ProbeInput` carries `now` (UDP templates have time fields; core reads no clock);
+//! - ICMP errors need only the 8 quoted transport bytes RFC 792 guarantees (ZMap asks for a
+//!   whole quoted TCP header, losing errors from routers that quote the minimum);
+//! - a TCP reply that is neither RST nor SYN+ACK is rejected (ZMap calls any non-RST "synack");
+//! - non-first IP fragments are rejected ([`Reject::Fragment`]);
 //! - `describe` always receives the full Ethernet frame; `with_eth = false` (`-X`) only drops
 //!   the `eth { .. }` line.
 
