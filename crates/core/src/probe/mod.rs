@@ -314,6 +314,7 @@ pub trait ProbeModule: Send + Sync {
     /// Writes the constant template into a batch slot (at least `max_frame_len` bytes).
     fn prepare(&self, buf: &mut [u8], cfg: &ProbeConfig);
     /// Patches a prepared slot for one probe and returns the frame length. Never allocates.
+    /// `buf` is the slot `prepare` wrote (at least `max_frame_len` bytes).
     fn make(&self, buf: &mut [u8], cfg: &ProbeConfig, p: &ProbeInput, rng: &mut AesRand) -> usize;
     /// Appends the dry-run text block for a frame (ending with the 54-dash separator line).
     fn describe(&self, frame: &[u8], with_eth: bool, out: &mut String);
@@ -753,6 +754,45 @@ mod tests {
                     let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 1, &buf[14..n], 28);
                     proptest::prop_assert_eq!(m.validate(&e, &env.check(None)), Ok(ReplyKind::IcmpError));
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn replies_to_any_probe_validate_across_port_windows(
+            first in 1024u16..60000, count in 1u32..5000, probes in 1u32..8,
+            probe in 0u32..8, host in proptest::num::u16::ANY, dport in 1u16..,
+        ) {
+            let count = count.min(65536 - u32::from(first));
+            let probe = probe % probes;
+            let mut env = testutil::Env::new(&[dport]);
+            env.sport_first = first;
+            env.sport_count = count;
+            env.probes = probes;
+            let cfg = env.config(&[dport]);
+            let chk = env.check(None);
+            let dst = Ipv4Addr::new(198, 19, (host >> 8) as u8, host as u8);
+            let m = create("tcp_synscan", None).unwrap();
+            let mut buf = vec![0u8; 128];
+            m.prepare(&mut buf, &cfg);
+            let v = env.validator.words(testutil::US, dst, dport);
+            let p = ProbeInput { src: testutil::US, dst, dport, probe_num: probe, validation: v, now: Duration::ZERO };
+            let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(0));
+            let sport = u16::from_be_bytes([buf[34], buf[35]]);
+            proptest::prop_assert!(u32::from(sport - first) < count);
+            let fl = testutil::Flags { syn: true, ack: true, rst: false };
+            let ok = testutil::tcp_reply(dst, testutil::US, dport, sport, 7, v[0].wrapping_add(1), fl, &[]);
+            proptest::prop_assert_eq!(m.validate(&ok, &chk), Ok(ReplyKind::SynAck));
+            let bad = testutil::tcp_reply(dst, testutil::US, dport, sport, 7, v[0].wrapping_add(2), fl, &[]);
+            proptest::prop_assert_eq!(m.validate(&bad, &chk), Err(Reject::NotOurs));
+            let e = testutil::icmp_error(testutil::ROUTER, testutil::US, 3, 10, &buf[14..n], 28);
+            proptest::prop_assert_eq!(m.validate(&e, &chk), Ok(ReplyKind::IcmpError));
+            // The port just past the window is refused unless the window covers every port.
+            let past = cfg.source_port(v[1], probes);
+            if probes < count {
+                let r = testutil::tcp_reply(dst, testutil::US, dport, past, 7, v[0].wrapping_add(1), fl, &[]);
+                proptest::prop_assert_eq!(m.validate(&r, &chk), Err(Reject::PortOutsideWindow));
             }
         }
     }
