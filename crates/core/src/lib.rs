@@ -6,8 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod aesrand;
+pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod link;
+pub mod monitor;
 pub mod probe;
+pub mod rate;
 pub mod target;
 pub mod validate;
