@@ -37,6 +37,7 @@ use crate::error::InputError;
 use crate::fields::{FieldDef, FieldType, Record};
 use crate::validate::Validator;
 
+pub mod adapter;
 pub mod icmp_echoscan;
 pub mod payload;
 pub mod tcp_synscan;
@@ -311,6 +312,11 @@ pub trait ProbeModule: Send + Sync {
     fn validate_source_port_default(&self) -> bool;
     /// The probe-args value in effect (for metadata; synscan reports "windows" by default).
     fn probe_args(&self) -> Option<&str>;
+    /// True when `make` reads [`ProbeInput::now`] (payload templates), so senders need to
+    /// read the clock per packet.
+    fn uses_time(&self) -> bool {
+        false
+    }
     /// Writes the constant template into a batch slot (at least `max_frame_len` bytes).
     fn prepare(&self, buf: &mut [u8], cfg: &ProbeConfig);
     /// Patches a prepared slot for one probe and returns the frame length. Never allocates.

@@ -169,6 +169,9 @@ impl ProbeModule for UdpScan {
     fn probe_args(&self) -> Option<&str> {
         Some(&self.args)
     }
+    fn uses_time(&self) -> bool {
+        matches!(self.payload, UdpPayload::Template(_))
+    }
 
     fn prepare(&self, buf: &mut [u8], cfg: &ProbeConfig) {
         let plen = self.payload.fixed().map_or(0, <[u8]>::len);
