@@ -8,4 +8,6 @@
 pub mod aesrand;
 pub mod error;
 pub mod fields;
+pub mod filter;
+pub mod output;
 pub mod target;
