@@ -324,7 +324,7 @@ mod tests {
     fn lexes_every_token() {
         use TokenKind::*;
         assert_eq!(
-            kinds("(a_b-c = \"x\\\"y\") && n != 18446744073709551615 || s >= 1.2.3.4 <=< >==x"),
+            kinds("(a_b-c = \"x\\\"y\") && n != 18446744073709551615 || s >= 1.2.3.4 <=< > ==x"),
             vec![
                 LParen,
                 Word("a_b-c".into()),
