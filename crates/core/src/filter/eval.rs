@@ -176,7 +176,9 @@ fn bind(expr: &str, c: &Comparison, schema: &Schema) -> Result<Test, InputError>
                 "field \"{name}\" is a string: compare it with a word or a \"quoted string\", not the number {n}"
             ),
         )),
-        (FieldType::Str, Literal::Ipv4(a)) => Ok(Test::Addr { field, op: c.op, value: u32::from(*a) }),
+        (FieldType::Str, Literal::Ipv4(a)) => {
+            Ok(Test::Addr { field, op: c.op, value: u32::from(*a) })
+        }
         (ty @ (FieldType::Bin | FieldType::Repeated | FieldType::Nested), _) => Err(type_error(
             expr,
             c.field_pos,

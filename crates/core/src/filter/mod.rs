@@ -253,7 +253,8 @@ mod tests {
         }
         let e = "(classification = rst && ttl > 10) || classification = synack";
         let f = Filter::compile(e, &schema).unwrap();
-        let (cls, ttl) = (schema.index_of("classification").unwrap(), schema.index_of("ttl").unwrap());
+        let (cls, ttl) =
+            (schema.index_of("classification").unwrap(), schema.index_of("ttl").unwrap());
         for (c, t, want) in [
             ("rst", 11, true),
             ("rst", 10, false),
@@ -292,11 +293,25 @@ mod tests {
             err("ttl = abc"),
             "--output-filter: column 7: field \"ttl\" is an integer: compare it with a number, not with the string \"abc\""
         );
-        assert!(err("ttl = \"5\"").starts_with("--output-filter: column 7: field \"ttl\" is an integer"));
-        assert!(err("success = yes").starts_with("--output-filter: column 11: field \"success\" is a boolean"));
-        assert!(err("ttl = 1.2.3.4").starts_with("--output-filter: column 7: field \"ttl\" is int: an address"));
-        assert!(err("data = abc").starts_with("--output-filter: column 1: field \"data\" has type binary"));
-        assert!(err("saddr >= x").starts_with("--output-filter: column 7: field \"saddr\" is a string"));
+        assert!(
+            err("ttl = \"5\"")
+                .starts_with("--output-filter: column 7: field \"ttl\" is an integer")
+        );
+        assert!(
+            err("success = yes")
+                .starts_with("--output-filter: column 11: field \"success\" is a boolean")
+        );
+        assert!(
+            err("ttl = 1.2.3.4")
+                .starts_with("--output-filter: column 7: field \"ttl\" is int: an address")
+        );
+        assert!(
+            err("data = abc")
+                .starts_with("--output-filter: column 1: field \"data\" has type binary")
+        );
+        assert!(
+            err("saddr >= x").starts_with("--output-filter: column 7: field \"saddr\" is a string")
+        );
     }
 
     // ---- property test: compiled program == reference interpreter ----
@@ -329,14 +344,27 @@ mod tests {
         prop_oneof![
             (prop::sample::select(INT_FIELDS), op(), small_u64())
                 .prop_map(|(f, o, v)| format!("{f} {o} {v}")),
-            (prop::sample::select(BOOL_FIELDS), op(), prop_oneof![
-                (0u64..3).prop_map(|v| v.to_string()),
-                Just("true".to_string()),
-                Just("false".to_string())
-            ])
+            (
+                prop::sample::select(BOOL_FIELDS),
+                op(),
+                prop_oneof![
+                    (0u64..3).prop_map(|v| v.to_string()),
+                    Just("true".to_string()),
+                    Just("false".to_string())
+                ]
+            )
                 .prop_map(|(f, o, v)| format!("{f} {o} {v}")),
-            (prop::sample::select(STR_FIELDS), prop::sample::select(vec!["=", "!="]), word(), any::<bool>())
-                .prop_map(|(f, o, v, q)| if q { format!("{f} {o} \"{v}\"") } else { format!("{f} {o} {v}") }),
+            (
+                prop::sample::select(STR_FIELDS),
+                prop::sample::select(vec!["=", "!="]),
+                word(),
+                any::<bool>()
+            )
+                .prop_map(|(f, o, v, q)| if q {
+                    format!("{f} {o} \"{v}\"")
+                } else {
+                    format!("{f} {o} {v}")
+                }),
             (prop::sample::select(vec!["saddr", "daddr", "classification"]), op(), addr())
                 .prop_map(|(f, o, a)| format!("{f} {o} {a}")),
         ]
@@ -417,7 +445,7 @@ mod tests {
             if let Ok(f) = Filter::compile(&expr, &s) {
                 let r = Record::for_schema(&s);
                 let tree = parse(&expr).unwrap();
-                let naive = tree.map_or(true, |t| eval::interpret(&t, &s, &r));
+                let naive = tree.is_none_or(|t| eval::interpret(&t, &s, &r));
                 prop_assert_eq!(f.matches(&r), naive);
             }
         }

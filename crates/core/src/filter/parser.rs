@@ -256,7 +256,9 @@ mod tests {
         );
         assert!(e("ttl >").starts_with("--output-filter: column 6: expected a value"));
         assert!(e("ttl > &&").starts_with("--output-filter: column 7: expected a value"));
-        assert!(e("(ttl > 1").starts_with("--output-filter: column 9: expected \")\" to close the \"(\" at column 1"));
+        assert!(e("(ttl > 1").starts_with(
+            "--output-filter: column 9: expected \")\" to close the \"(\" at column 1"
+        ));
         assert!(e("ttl > 1)").starts_with("--output-filter: column 8: unmatched \")\""));
         assert!(e("ttl > 1 ttl").starts_with("--output-filter: column 9: expected \"&&\", \"||\""));
         assert!(e("&& ttl > 1").starts_with("--output-filter: column 1: expected a field name"));

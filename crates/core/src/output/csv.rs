@@ -168,9 +168,11 @@ mod tests {
 
     #[test]
     fn refuses_repeated_and_nested_fields() {
-        let schema = Schema::for_module(&[
-            crate::fields::FieldDef::new("dns_answers", FieldType::Repeated, "answers"),
-        ]);
+        let schema = Schema::for_module(&[crate::fields::FieldDef::new(
+            "dns_answers",
+            FieldType::Repeated,
+            "answers",
+        )]);
         let sel = FieldSelection::parse("saddr,dns_answers", &schema).unwrap();
         let e = CsvEncoder::new(&schema, &sel).unwrap_err().to_string();
         assert_eq!(

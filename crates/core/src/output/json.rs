@@ -155,10 +155,7 @@ mod tests {
     fn escapes() {
         let mut v = Vec::new();
         push_json_str(&mut v, "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{7f}é😀");
-        assert_eq!(
-            String::from_utf8(v).unwrap(),
-            r#""a\"b\\c\n\r\t\b\f\u0001\u007fé😀""#
-        );
+        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c\n\r\t\b\f\u0001\u007fé😀""#);
     }
 
     proptest! {

@@ -145,11 +145,12 @@ pub fn create(
     args: Option<&str>,
     out: Option<Box<dyn Write + Send>>,
 ) -> Result<Box<dyn OutputModule>, InputError> {
-    let need_out = || {
-        InputError::new("--output-file", format!("the {name} output module needs an output"))
-    };
+    let need_out =
+        || InputError::new("--output-file", format!("the {name} output module needs an output"));
     match name {
-        "csv" => Ok(Box::new(csv::CsvOutput::new(schema, fields, header, out.ok_or_else(need_out)?)?)),
+        "csv" => {
+            Ok(Box::new(csv::CsvOutput::new(schema, fields, header, out.ok_or_else(need_out)?)?))
+        }
         "json" => Ok(Box::new(json::JsonOutput::new(schema, fields, out.ok_or_else(need_out)?)?)),
         "redis" => {
             let cfg = redis::RedisConfig::parse(args.unwrap_or(""))?;

@@ -36,7 +36,8 @@ use crate::fields::{Record, Schema};
 const INPUT: &str = "--output-args";
 
 /// `--list-output-modules` help for redis.
-pub const HELP: &str = "RPUSH records onto a Redis list; --output-args=redis://host:port/db?key=LIST&format=csv|json";
+pub const HELP: &str =
+    "RPUSH records onto a Redis list; --output-args=redis://host:port/db?key=LIST&format=csv|json";
 
 /// The default server.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
@@ -100,9 +101,8 @@ impl RedisConfig {
         let mut pass = Vec::new();
         if let Some(rest) = base.strip_prefix("tcp://") {
             // ZMap 2: tcp://host:port/LIST
-            let (hostport, list) = rest
-                .split_once('/')
-                .ok_or_else(|| bad("expected tcp://host:port/LIST"))?;
+            let (hostport, list) =
+                rest.split_once('/').ok_or_else(|| bad("expected tcp://host:port/LIST"))?;
             if hostport.is_empty() || list.is_empty() {
                 return Err(bad("expected tcp://host:port/LIST"));
             }
@@ -110,8 +110,9 @@ impl RedisConfig {
             cfg.key = list.to_string();
         } else if let Some(rest) = base.strip_prefix("local://") {
             // ZMap 2: local:///path/to/socket/LIST
-            let (path, list) =
-                rest.rsplit_once('/').ok_or_else(|| bad("expected local:///path/to/socket/LIST"))?;
+            let (path, list) = rest
+                .rsplit_once('/')
+                .ok_or_else(|| bad("expected local:///path/to/socket/LIST"))?;
             if path.is_empty() || list.is_empty() {
                 return Err(bad("expected local:///path/to/socket/LIST"));
             }

@@ -125,17 +125,19 @@ pub fn plan_output(req: &OutputRequest<'_>, schema: &Schema) -> Result<OutputPla
     let default_mode = req.module.is_none() && req.fields.is_none() && req.filter.is_none();
     let module = match req.module {
         None => "csv",
-        Some(name) => super::find_module(name)
-            .ok_or_else(|| {
-                InputError::new(
-                    "--output-module",
-                    format!(
-                        "unknown output module \"{name}\" (available: {})",
-                        super::module_names().join(", ")
-                    ),
-                )
-            })?
-            .name,
+        Some(name) => {
+            super::find_module(name)
+                .ok_or_else(|| {
+                    InputError::new(
+                        "--output-module",
+                        format!(
+                            "unknown output module \"{name}\" (available: {})",
+                            super::module_names().join(", ")
+                        ),
+                    )
+                })?
+                .name
+        }
     };
     if req.module_requires_json && module != "json" {
         return Err(InputError::new(
@@ -158,7 +160,13 @@ pub fn plan_output(req: &OutputRequest<'_>, schema: &Schema) -> Result<OutputPla
         Some(expr) => Filter::compile(expr, schema)?,
         None => Filter::accept_all(),
     };
-    Ok(OutputPlan { module, fields, header: !default_mode && !req.no_header_row, filter, default_mode })
+    Ok(OutputPlan {
+        module,
+        fields,
+        header: !default_mode && !req.no_header_row,
+        filter,
+        default_mode,
+    })
 }
 
 #[cfg(test)]
@@ -187,12 +195,20 @@ mod tests {
     fn errors_list_fields_and_name_the_column() {
         let s = schema();
         let e = FieldSelection::parse("saddr,bogus", &s).unwrap_err().to_string();
-        assert!(e.starts_with("--output-fields: column 7: unknown field \"bogus\" (valid fields: saddr, saddr_raw"), "{e}");
+        assert!(
+            e.starts_with(
+                "--output-fields: column 7: unknown field \"bogus\" (valid fields: saddr, saddr_raw"
+            ),
+            "{e}"
+        );
         assert!(e.contains("sport, success, repeat"), "{e}");
         let e = FieldSelection::parse("saddr,,sport", &s).unwrap_err().to_string();
         assert!(e.starts_with("--output-fields: column 7: empty field name"), "{e}");
         let e = FieldSelection::parse("saddr, saddr", &s).unwrap_err().to_string();
-        assert!(e.starts_with("--output-fields: column 8: field \"saddr\" is selected twice"), "{e}");
+        assert!(
+            e.starts_with("--output-fields: column 8: field \"saddr\" is selected twice"),
+            "{e}"
+        );
         let e = FieldSelection::parse("saddr,*", &s).unwrap_err().to_string();
         assert!(e.contains("column 7") && e.contains("must stand alone"), "{e}");
         assert!(FieldSelection::parse("", &s).is_err());
@@ -229,7 +245,12 @@ mod tests {
             assert_eq!(p.fields.names(&s).collect::<Vec<_>>(), ["saddr"]);
         }
         let p = plan_output(
-            &OutputRequest { module: Some("json"), no_header_row: true, filter: Some("sport = 80"), ..Default::default() },
+            &OutputRequest {
+                module: Some("json"),
+                no_header_row: true,
+                filter: Some("sport = 80"),
+                ..Default::default()
+            },
             &s,
         )
         .unwrap();
@@ -242,14 +263,25 @@ mod tests {
         let e = plan_output(&OutputRequest { module: Some("xml"), ..Default::default() }, &s)
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "--output-module: unknown output module \"xml\" (available: csv, json, redis)");
-        let e = plan_output(&OutputRequest { module_requires_json: true, ..Default::default() }, &s)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(
+            e,
+            "--output-module: unknown output module \"xml\" (available: csv, json, redis)"
+        );
+        let e =
+            plan_output(&OutputRequest { module_requires_json: true, ..Default::default() }, &s)
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("needs -O json"), "{e}");
         assert!(
-            plan_output(&OutputRequest { module: Some("json"), module_requires_json: true, ..Default::default() }, &s)
-                .is_ok()
+            plan_output(
+                &OutputRequest {
+                    module: Some("json"),
+                    module_requires_json: true,
+                    ..Default::default()
+                },
+                &s
+            )
+            .is_ok()
         );
         let e = plan_output(&OutputRequest { filter: Some("ttl >"), ..Default::default() }, &s)
             .unwrap_err()

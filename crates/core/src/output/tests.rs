@@ -50,7 +50,10 @@ fn fill(s: &Schema, r: &mut Record, n: u64, class: &str, opts: &[u8]) {
     r.clear();
     let i = |name: &str| s.index_of(name).unwrap();
     r.set_ipv4(i("saddr"), Ipv4Addr::new(198, 18, 0, n as u8));
-    r.set_int(i("saddr_raw"), u64::from(u32::from(Ipv4Addr::new(198, 18, 0, n as u8)).swap_bytes()));
+    r.set_int(
+        i("saddr_raw"),
+        u64::from(u32::from(Ipv4Addr::new(198, 18, 0, n as u8)).swap_bytes()),
+    );
     r.set_ipv4(i("daddr"), Ipv4Addr::new(198, 19, 0, 1));
     r.set_int(i("ipid"), 54321);
     r.set_int(i("ttl"), 64);
@@ -163,10 +166,7 @@ fn check_json(text: &str, sel: &FieldSelection, s: &Schema, recs: &[Record]) {
         assert_eq!(obj.len(), want);
         // keys appear in selection order
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-        let order: Vec<&str> = sel
-            .names(s)
-            .filter(|n| keys.contains(n))
-            .collect();
+        let order: Vec<&str> = sel.names(s).filter(|n| keys.contains(n)).collect();
         let mut sorted_by_pos = keys.clone();
         sorted_by_pos.sort_by_key(|k| line.find(&format!("\"{k}\":")).unwrap());
         assert_eq!(sorted_by_pos, order);
@@ -319,7 +319,10 @@ fn filter_then_output_end_to_end() {
     )
     .unwrap();
     let recs: Vec<Record> = records().into_iter().filter(|r| f.matches(r)).collect();
-    assert_eq!(run("csv", Some("saddr,classification"), false, &recs), "198.18.0.1,synack\n198.18.0.2,rst\n");
+    assert_eq!(
+        run("csv", Some("saddr,classification"), false, &recs),
+        "198.18.0.1,synack\n198.18.0.2,rst\n"
+    );
 }
 
 fn arb_str() -> impl Strategy<Value = String> {

@@ -123,9 +123,18 @@ impl Server {
 
     /// Removes and returns everything pushed so far.
     fn drain(&self, key: &str) -> Vec<String> {
-        let mut c = redis::Client::open(self.unix_url().as_str()).unwrap().get_connection().unwrap();
-        let (items, _): (Vec<String>, i64) =
-            redis::pipe().atomic().cmd("LRANGE").arg(key).arg(0).arg(-1).cmd("DEL").arg(key).query(&mut c).unwrap();
+        let mut c =
+            redis::Client::open(self.unix_url().as_str()).unwrap().get_connection().unwrap();
+        let (items, _): (Vec<String>, i64) = redis::pipe()
+            .atomic()
+            .cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .cmd("DEL")
+            .arg(key)
+            .query(&mut c)
+            .unwrap();
         items
     }
 }
@@ -158,7 +167,10 @@ fn rec(s: &Schema, n: u64) -> Record {
     let mut r = Record::for_schema(s);
     r.set_ipv4(0, std::net::Ipv4Addr::from(0xc612_0000 + n as u32));
     r.set_int(s.index_of("sport").unwrap(), n);
-    r.set_str(s.index_of("classification").unwrap(), if n % 2 == 0 { "synack" } else { "a,\"b\"" });
+    r.set_str(
+        s.index_of("classification").unwrap(),
+        if n.is_multiple_of(2) { "synack" } else { "a,\"b\"" },
+    );
     r
 }
 
@@ -175,7 +187,8 @@ fn sports(items: &[String]) -> Vec<u64> {
 #[test]
 fn every_record_arrives_in_order_csv_over_tcp() {
     let srv = Server::tcp();
-    let (mut m, warnings) = module(&format!("{}?key=res&batch=64", srv.tcp_url()), "saddr,sport,classification");
+    let (mut m, warnings) =
+        module(&format!("{}?key=res&batch=64", srv.tcp_url()), "saddr,sport,classification");
     let s = schema();
     m.start().unwrap();
     for n in 0..1000 {
@@ -253,7 +266,8 @@ fn server_that_never_returns_gives_error_with_count() {
 
 #[test]
 fn buffer_bound_is_an_error_not_a_silent_loss() {
-    let (mut m, warnings) = module("redis+unix:///nonexistent/rzmap.sock?batch=10&buffer=20", "saddr");
+    let (mut m, warnings) =
+        module("redis+unix:///nonexistent/rzmap.sock?batch=10&buffer=20", "saddr");
     let s = schema();
     m.start().unwrap();
     assert_eq!(warnings.lock().unwrap().len(), 1);
