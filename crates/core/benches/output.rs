@@ -1,8 +1,10 @@
 //! Records per second through the csv and json encoders/modules and the output filter.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -21,6 +23,45 @@ const TCP: &[FieldDef] = &[
 ];
 
 const N: usize = 1024;
+
+/// Counts allocations, to prove the per-record paths allocate nothing.
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers to the system allocator; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Panics unless `f` allocates nothing once warmed up.
+fn assert_no_alloc(what: &str, mut f: impl FnMut()) {
+    for _ in 0..50 {
+        f();
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        f();
+    }
+    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(n, 0, "{what}: {n} allocations in 50 x {N} records");
+}
 
 fn records(s: &Schema) -> Vec<Record> {
     (0..N)
@@ -73,6 +114,11 @@ fn bench(c: &mut Criterion) {
         let mut m = create(module, &s, &sel, true, None, Some(Box::new(Null(0)))).unwrap();
         m.start().unwrap();
         let name = format!("{module} -f {fields}");
+        assert_no_alloc(&name, || {
+            for r in &recs {
+                m.record(r).unwrap();
+            }
+        });
         g.bench_function(&name, |b| {
             b.iter(|| {
                 for r in &recs {
@@ -88,6 +134,11 @@ fn bench(c: &mut Criterion) {
         "saddr >= 198.18.1.0 && saddr < 198.18.2.0",
     ] {
         let f = Filter::compile(expr, &s).unwrap();
+        assert_no_alloc(expr, || {
+            for r in &recs {
+                black_box(f.matches(r));
+            }
+        });
         g.bench_function(format!("filter {expr}"), |b| {
             b.iter(|| {
                 let mut n = 0usize;
