@@ -118,7 +118,7 @@ fn type_error(expr: &str, pos: usize, msg: String) -> InputError {
 
 /// Types one comparison against the schema.
 fn bind(expr: &str, c: &Comparison, schema: &Schema) -> Result<Test, InputError> {
-    let Some(field) = schema.index_of(&c.field) else {
+    let Some(field) = crate::output::select::lookup_field(schema, &c.field) else {
         return Err(type_error(
             expr,
             c.field_pos,
@@ -231,7 +231,9 @@ pub fn interpret(e: &Expr, schema: &Schema, rec: &Record) -> bool {
         Expr::And(items) => items.iter().all(|i| interpret(i, schema, rec)),
         Expr::Or(items) => items.iter().any(|i| interpret(i, schema, rec)),
         Expr::Cmp(c) => {
-            let Some(i) = schema.index_of(&c.field) else { return false };
+            let Some(i) = crate::output::select::lookup_field(schema, &c.field) else {
+                return false;
+            };
             let ty = schema.fields()[i].ty;
             let v = if i < rec.len() { rec.get(i) } else { Value::Null };
             match &c.value {

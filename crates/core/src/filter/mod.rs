@@ -36,8 +36,9 @@ impl Filter {
 
     /// Parses `expr` and binds its field names and literals to `schema`.
     ///
-    /// Field names may use the hyphenated aliases [`Schema::index_of`] accepts. An empty or
-    /// blank expression passes every record.
+    /// Field names may use the hyphenated aliases [`Schema::index_of`] accepts and the ZMap 1
+    /// names of [`lookup_field`](crate::output::select::lookup_field). An empty or blank
+    /// expression passes every record.
     pub fn compile(expr: &str, schema: &Schema) -> Result<Self, InputError> {
         let Some(tree) = parse(expr)? else { return Ok(Self::accept_all()) };
         let mut prog = Vec::new();
@@ -188,6 +189,7 @@ mod tests {
             ("classification = SYNACK", false),
             ("timestamp_str = \"a \\\"q\\\"\"", true),
             ("timestamp-str = \"a \\\"q\\\"\"", true),
+            ("response = synack", true),
             // NULL string counts as empty
             ("daddr = \"\"", true),
             ("daddr != \"\"", false),

@@ -8,6 +8,30 @@ use crate::filter::Filter;
 /// The input name of field-selection errors.
 pub const FIELDS_INPUT: &str = "--output-fields";
 
+/// Field names of the ZMap 1 documentation's examples (`-f "response,saddr,daddr,sport,seq,ack,
+/// in_cooldown,is_repeat,timestamp"`), as aliases of today's names.
+const LEGACY_ALIASES: &[(&str, &str)] = &[
+    ("response", "classification"),
+    ("seq", "seqnum"),
+    ("ack", "acknum"),
+    ("in_cooldown", "cooldown"),
+    ("is_repeat", "repeat"),
+    ("timestamp", "timestamp_str"),
+];
+
+/// Looks a field up by name: the schema's own names (and the hyphenated spellings
+/// [`Schema::index_of`] accepts) first, then the ZMap 1 documentation's names (`response`,
+/// `seq`, `ack`, `in_cooldown`, `is_repeat`, `timestamp`) when the schema has no such field.
+pub fn lookup_field(schema: &Schema, name: &str) -> Option<usize> {
+    schema.index_of(name).or_else(|| {
+        let canon = name.replace('-', "_");
+        LEGACY_ALIASES
+            .iter()
+            .find(|(old, _)| *old == canon)
+            .and_then(|(_, new)| schema.index_of(new))
+    })
+}
+
 /// The ordered list of schema fields an output module writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSelection {
@@ -42,7 +66,7 @@ impl FieldSelection {
                     "\"*\" selects every field and must stand alone",
                 ));
             }
-            let Some(i) = schema.index_of(name) else {
+            let Some(i) = lookup_field(schema, name) else {
                 return Err(InputError::at_column(
                     FIELDS_INPUT,
                     column,
@@ -189,6 +213,39 @@ mod tests {
         let all = FieldSelection::parse(" * ", &s).unwrap();
         assert_eq!(all.indices().len(), s.len());
         assert_eq!(all.names(&s).next(), Some("saddr"));
+    }
+
+    #[test]
+    fn documented_zmap1_names_are_aliases() {
+        let s = Schema::for_module(&[
+            FieldDef::new("sport", FieldType::Int, "TCP source port"),
+            FieldDef::new("seqnum", FieldType::Int, "TCP sequence number"),
+            FieldDef::new("acknum", FieldType::Int, "TCP acknowledgement number"),
+            FieldDef::new("classification", FieldType::Str, "packet classification"),
+        ]);
+        let f = FieldSelection::parse(
+            "response,saddr,daddr,sport,seq,ack,in_cooldown,is_repeat,timestamp",
+            &s,
+        )
+        .unwrap();
+        assert_eq!(
+            f.names(&s).collect::<Vec<_>>(),
+            [
+                "classification",
+                "saddr",
+                "daddr",
+                "sport",
+                "seqnum",
+                "acknum",
+                "cooldown",
+                "repeat",
+                "timestamp_str"
+            ]
+        );
+        // a module's own field wins over an alias (icmp_echoscan has `seq`)
+        let icmp = Schema::for_module(&[FieldDef::new("seq", FieldType::Int, "ICMP sequence")]);
+        assert_eq!(lookup_field(&icmp, "seq"), icmp.index_of("seq"));
+        assert_eq!(lookup_field(&icmp, "ack"), None);
     }
 
     #[test]
