@@ -18,7 +18,9 @@
 //! nothing is lost if the server comes back. Reaching the bound is an error (records are never
 //! dropped silently). `close(deadline)` retries until the deadline (the cooldown's end) and then
 //! reports how many records were not delivered. Delivery is at least once: a batch whose reply
-//! was lost with the connection is sent again.
+//! was lost with the connection is sent again. A connection attempt gives up after 0.5 s and a
+//! command after 5 s, so one `update` (or `close`, past its deadline) blocks at most that long.
+//! Errors the server gives a command (e.g. `WRONGTYPE` for a key that is not a list) are fatal.
 //!
 //! This module performs network I/O, the one exception to the core crate's no-syscall rule,
 //! because output modules live in one registry here.
