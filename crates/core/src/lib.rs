@@ -6,8 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod aesrand;
+pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod filter;
+pub mod link;
+pub mod monitor;
 pub mod output;
+pub mod probe;
+pub mod rate;
 pub mod target;
