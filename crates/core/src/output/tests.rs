@@ -267,6 +267,19 @@ fn closed_pipe_is_recognised() {
 }
 
 #[test]
+fn a_real_pipe_whose_reader_left_is_a_closed_pipe() {
+    let (reader, writer) = io::pipe().unwrap();
+    drop(reader);
+    let s = schema();
+    let sel = FieldSelection::parse("saddr", &s).unwrap();
+    let mut m = create("csv", &s, &sel, false, None, Some(Box::new(writer))).unwrap();
+    m.start().unwrap();
+    m.record(&records()[0]).unwrap(); // still buffered
+    let e = m.update().unwrap_err();
+    assert!(e.is_closed_pipe(), "{e}");
+}
+
+#[test]
 fn big_outputs_are_written_in_buffer_sized_chunks() {
     #[derive(Clone, Default)]
     struct Counting(Arc<Mutex<(usize, usize)>>);
