@@ -15,6 +15,8 @@ pub mod args;
 pub mod conffile;
 pub mod config;
 pub mod listing;
+pub mod plan;
+pub mod targets;
 
 use crate::args::Parsed;
 use crate::conffile::{ConfigFile, default_config_path, expand_tilde};
@@ -139,8 +141,34 @@ fn attribute(e: InputError, cli: &Parsed, conf: Option<&ConfigFile>) -> InputErr
     }
 }
 
+/// Prints clap's help followed by the help of the probe and output modules named on the
+/// command line (ZMap does the same).
+fn print_help(help: &clap::Error, argv: &[OsString]) -> i32 {
+    let rest: Vec<OsString> =
+        argv.iter().filter(|a| *a != "-h" && *a != "--help").cloned().collect();
+    let (probe_name, output_name) = match args::parse(&rest) {
+        Ok(p) => (p.args.probe_module, p.args.output_module),
+        Err(_) => (None, None),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", help.render());
+    let _ = out.write_all(
+        listing::module_help(
+            probe_name.as_deref().unwrap_or(rzmap_core::probe::DEFAULT_MODULE),
+            output_name.as_deref().unwrap_or("csv"),
+        )
+        .as_bytes(),
+    );
+    0
+}
+
 fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
-    let (cli, merged, conf) = parse_all(&argv)?;
+    let (cli, merged, conf) = match parse_all(&argv) {
+        Err(Failure::Clap(e)) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(print_help(&e, &argv));
+        }
+        other => other?,
+    };
     let mut args = merged.args;
     prefer_command_line(&cli, &mut args);
 
@@ -182,6 +210,15 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
             conf.as_ref(),
         )
         .into());
+    }
+    if config.probe_module == "udp" && config.probe_args.as_deref() == Some("template-fields") {
+        let _ = out.write_all(rzmap_core::probe::template::template_fields_listing().as_bytes());
+        return Ok(0);
+    }
+    let plan = plan::plan(config, &targets::system_resolver)
+        .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
+    for w in &plan.targets.warnings {
+        logger.warn("targets", format_args!("{w}"));
     }
     let _ = writeln!(std::io::stderr(), "rzmap: live scanning is not built yet");
     Ok(1)

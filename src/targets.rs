@@ -57,7 +57,8 @@ fn resolve_host(
     resolver: Resolver<'_>,
     err: impl Fn(String) -> InputError,
 ) -> Result<Vec<Ipv4Prefix>, InputError> {
-    let ips = resolver(host).map_err(|e| err(format!("cannot resolve host name \"{host}\": {e}")))?;
+    let ips =
+        resolver(host).map_err(|e| err(format!("cannot resolve host name \"{host}\": {e}")))?;
     if ips.is_empty() {
         return Err(err(format!("host name \"{host}\" has no IPv4 address")));
     }
@@ -76,7 +77,9 @@ pub fn parse_subnet_arg(arg: &str, resolver: Resolver<'_>) -> Result<Vec<Ipv4Pre
     let entries = parse_list(arg, &input, false).map_err(|e| {
         // parse_list reports "input:1:col: msg"; an argument has no lines.
         match e.position {
-            rzmap_core::error::Position::LineColumn(_, c) => InputError::at_column(&input, c, e.message),
+            rzmap_core::error::Position::LineColumn(_, c) => {
+                InputError::at_column(&input, c, e.message)
+            }
             _ => InputError::new(&input, e.message),
         }
     })?;
@@ -96,9 +99,8 @@ pub fn parse_subnet_arg(arg: &str, resolver: Resolver<'_>) -> Result<Vec<Ipv4Pre
 fn read_text(path: &Path) -> Result<String, InputError> {
     let bytes = std::fs::read(path)
         .map_err(|e| InputError::new(path.display().to_string(), format!("cannot read: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| {
-        InputError::new(path.display().to_string(), "not a text file (invalid UTF-8)")
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| InputError::new(path.display().to_string(), "not a text file (invalid UTF-8)"))
 }
 
 /// Reads an allowlist or blocklist file into prefixes, resolving host names. With
@@ -192,7 +194,13 @@ pub fn build_targets(cfg: &ScanConfig, resolver: Resolver<'_>) -> Result<Targets
             Some(list)
         }
     };
-    Ok(Targets { space, ip_list, cli_destinations, default_blocklist: default_blocklist_used, warnings })
+    Ok(Targets {
+        space,
+        ip_list,
+        cli_destinations,
+        default_blocklist: default_blocklist_used,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -214,10 +222,8 @@ mod tests {
     }
 
     fn cfg(subnets: &[&str]) -> ScanConfig {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("rzmap")
-            .chain(subnets.iter().copied())
-            .map(Into::into)
-            .collect();
+        let argv: Vec<std::ffi::OsString> =
+            std::iter::once("rzmap").chain(subnets.iter().copied()).map(Into::into).collect();
         let p = crate::args::parse(&argv).unwrap();
         crate::config::resolve(&p.args, || Ok(1)).unwrap()
     }
@@ -230,8 +236,14 @@ mod tests {
 
     #[test]
     fn subnet_arguments() {
-        assert_eq!(parse_subnet_arg("198.18.0.0/24", &no_dns).unwrap(), vec![prefix("198.18.0.0/24").unwrap()]);
-        assert_eq!(parse_subnet_arg("198.18.0.9", &no_dns).unwrap(), vec![prefix("198.18.0.9/32").unwrap()]);
+        assert_eq!(
+            parse_subnet_arg("198.18.0.0/24", &no_dns).unwrap(),
+            vec![prefix("198.18.0.0/24").unwrap()]
+        );
+        assert_eq!(
+            parse_subnet_arg("198.18.0.9", &no_dns).unwrap(),
+            vec![prefix("198.18.0.9/32").unwrap()]
+        );
         assert_eq!(
             parse_subnet_arg("two.example", &no_dns).unwrap(),
             vec![prefix("198.18.0.7/32").unwrap(), prefix("198.18.1.9/32").unwrap()]
@@ -297,7 +309,8 @@ mod tests {
         assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
         assert!(t.warnings[0].starts_with(&format!("skipped {p}:2:")));
         assert!(t.warnings[1].starts_with(&format!("skipped {p}:3: cannot resolve host name")));
-        let e = build_targets(&cfg(&["-w", "/nonexistent/allow"]), &no_dns).unwrap_err().to_string();
+        let e =
+            build_targets(&cfg(&["-w", "/nonexistent/allow"]), &no_dns).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/allow: cannot read: "), "{e}");
     }
 

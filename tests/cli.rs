@@ -41,6 +41,16 @@ fn fails_with(cmd: &mut Command, line: &str) {
     assert!(out.stdout.is_empty());
 }
 
+/// Like [`fails_with`], for messages other modules word: checks the start of the line.
+fn fails_starting_with(cmd: &mut Command, start: &str) {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(start), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn version_prints_name_and_version() {
     rzmap().arg("-V").assert().success().stdout(format!("rzmap {}\n", env!("CARGO_PKG_VERSION")));
@@ -319,14 +329,116 @@ fn one_line_errors_for_bad_values() {
 }
 
 #[test]
-fn listings_exit_zero() {
-    rzmap().arg("--list-probe-modules").assert().success();
-    rzmap().arg("--list-output-modules").assert().success();
+fn listings_come_from_the_registries() {
+    let out = rzmap().arg("--list-probe-modules").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("tcp_synscan\n"), "{text}");
+    for m in ["icmp_echoscan", "udp"] {
+        assert!(text.lines().any(|l| l == m), "{text}");
+    }
+
+    let out = rzmap().arg("--list-output-modules").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("csv\njson\n"));
+
     let out = rzmap().arg("--list-output-fields").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("saddr           string: source IP address of response\n"), "{text}");
+    assert!(text.contains("\nsport              int: "), "{text}");
     assert!(text.contains("\nrepeat            bool: "), "{text}");
+}
+
+#[test]
+fn list_output_fields_follows_the_module_from_cli_or_file() {
+    let out = rzmap().args(["--list-output-fields", "-M", "icmp_echoscan"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nicmp_id            int: "), "{text}");
+    assert!(!text.contains("\nsport "), "{text}");
+    let f = conf("probe-module icmp_echoscan\n");
+    let out = rzmap().args(["-C", &path(&f), "--list-output-fields"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("\nicmp_id "));
+    fails_starting_with(
+        rzmap().args(["--list-output-fields", "-M", "nosuch"]),
+        "rzmap: error: --probe-module: unknown probe module \"nosuch\" (available: tcp_synscan",
+    );
+}
+
+#[test]
+fn help_appends_the_selected_modules_help() {
+    let out = rzmap().args(["-M", "icmp_echoscan", "-h"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nProbe module (icmp_echoscan) help:\n"), "{text}");
+    assert!(text.contains("\nOutput module (csv) help:\n"), "{text}");
+}
+
+#[test]
+fn udp_template_fields_listing() {
+    let out = rzmap().args(["-M", "udp", "--probe-args=template-fields"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("SADDR") && text.contains("RAND_ALPHA"), "{text}");
+}
+
+#[test]
+fn module_port_and_target_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["198.18.0.1"],
+            "--target-ports: the tcp_synscan probe module needs target ports: give -p (for example -p 80)",
+        ),
+        (
+            &["-M", "icmp_echoscan", "-p", "80", "198.18.0.1"],
+            "--target-ports: the icmp_echoscan probe module does not use ports: leave out -p",
+        ),
+        (
+            &["-p", "80", "-b", "/nonexistent/b.txt"],
+            "/nonexistent/b.txt: cannot read: No such file or directory (os error 2)",
+        ),
+        (
+            &["-p", "80", "198.18.0.0/24"],
+            "targets: no address left to scan: the built-in blocklist of reserved ranges covers every requested address (give -b FILE to replace it)",
+        ),
+    ];
+    for (argv, want) in cases {
+        fails_with(rzmap().args(*argv), &format!("rzmap: error: {want}"));
+    }
+    let prefixes: &[(&[&str], &str)] = &[
+        (
+            &["-M", "nosuch", "-p", "1"],
+            "--probe-module: unknown probe module \"nosuch\" (available: tcp_synscan",
+        ),
+        (
+            &["-p", "80", "-O", "xml"],
+            "--output-module: unknown output module \"xml\" (available: csv, json",
+        ),
+        (&["-p", "80", "-f", "saddr,nosuch"], "--output-fields: column 7: "),
+        (&["-p", "80", "--output-filter", "success = = 1"], "--output-filter: "),
+        (&["-M", "udp", "-p", "53"], "--probe-args: "),
+        (&["-p", "80", "198.18.0.0/33"], "argument \"198.18.0.0/33\": column 12: "),
+    ];
+    for (argv, start) in prefixes {
+        fails_starting_with(rzmap().args(*argv), &format!("rzmap: error: {start}"));
+    }
+    // localhost resolves from /etc/hosts (no DNS query) to 127.0.0.1, which the built-in
+    // blocklist excludes.
+    fails_with(
+        rzmap().args(["-p", "80", "localhost"]),
+        "rzmap: error: targets: no address left to scan: the built-in blocklist of reserved ranges covers every requested address (give -b FILE to replace it)",
+    );
+    let f = conf("\nprobe-module nosuch\n");
+    fails_starting_with(
+        rzmap().args(["-C", &path(&f), "-p", "1"]),
+        &format!("rzmap: error: {}:2: --probe-module: unknown probe module \"nosuch\"", path(&f)),
+    );
+    let bad = conf("198.18.0.0/24\n10.0.0.0/40\n");
+    let out = rzmap().args(["-p", "80", "-b", &path(&bad)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with(&format!("rzmap: error: {}:2:", path(&bad))), "{err}");
+    assert_eq!(err.lines().count(), 1);
 }
 
 #[test]
