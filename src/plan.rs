@@ -71,11 +71,12 @@ impl ScanPlan {
         if threads > targets {
             threads = targets;
         }
-        if let Some(m) = self.max_targets {
-            if threads > 1 && 2 * threads >= m {
-                notes.push(format!("only {m} targets: using one sender thread"));
-                threads = 1;
-            }
+        if let Some(m) = self.max_targets
+            && threads > 1
+            && 2 * threads >= m
+        {
+            notes.push(format!("only {m} targets: using one sender thread"));
+            threads = 1;
         }
         let threads = threads.clamp(1, 255) as u8;
         let pps = self.packets_per_second();

@@ -43,10 +43,10 @@ pub fn system_resolver(host: &str) -> Result<Vec<Ipv4Addr>, String> {
     let addrs = (host, 0).to_socket_addrs().map_err(|e| e.to_string())?;
     let mut v4: Vec<Ipv4Addr> = Vec::new();
     for a in addrs {
-        if let IpAddr::V4(ip) = a.ip() {
-            if !v4.contains(&ip) {
-                v4.push(ip);
-            }
+        if let IpAddr::V4(ip) = a.ip()
+            && !v4.contains(&ip)
+        {
+            v4.push(ip);
         }
     }
     Ok(v4)
@@ -152,17 +152,15 @@ pub fn build_targets(cfg: &ScanConfig, resolver: Resolver<'_>) -> Result<Targets
         None => default_blocklist(),
     };
     let space = TargetSpace::new(allow.as_deref(), &block);
-    if default_blocklist_used {
-        if let Some(allow) = &allow {
-            let unblocked = TargetSpace::new(Some(allow), &[]).count();
-            let excluded = unblocked - space.count().min(unblocked);
-            if excluded > 0 {
-                warnings.push(format!(
-                    "the built-in blocklist of reserved ranges excludes {excluded} of the \
-                     {unblocked} requested addresses; give -b FILE (for example -b /dev/null) \
-                     to replace it"
-                ));
-            }
+    if default_blocklist_used && let Some(allow) = &allow {
+        let unblocked = TargetSpace::new(Some(allow), &[]).count();
+        let excluded = unblocked - space.count().min(unblocked);
+        if excluded > 0 {
+            warnings.push(format!(
+                "the built-in blocklist of reserved ranges excludes {excluded} of the \
+                 {unblocked} requested addresses; give -b FILE (for example -b /dev/null) \
+                 to replace it"
+            ));
         }
     }
     if space.is_empty() {
