@@ -16,6 +16,7 @@ use rzmap_core::error::InputError;
 use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 
 /// ZMap warns when an `-I` list is smaller than this: the walk still covers the whole space.
 pub const SMALL_IP_LIST: u64 = 43_000;
@@ -27,9 +28,9 @@ pub type Resolver<'a> = &'a dyn Fn(&str) -> Result<Vec<Ipv4Addr>, String>;
 #[derive(Clone, Debug)]
 pub struct Targets {
     /// The allowed addresses with ZMap's index order.
-    pub space: TargetSpace,
+    pub space: Arc<TargetSpace>,
     /// `-I`: the only addresses actually probed (the walk skips the others).
-    pub ip_list: Option<IpList>,
+    pub ip_list: Option<Arc<IpList>>,
     /// The positional subnets as prefixes (host names expanded to /32s), for the metadata.
     pub cli_destinations: Vec<Ipv4Prefix>,
     /// Whether the built-in default blocklist was used (no `-b`).
@@ -189,11 +190,11 @@ pub fn build_targets(cfg: &ScanConfig, resolver: Resolver<'_>) -> Result<Targets
                     space.count()
                 ));
             }
-            Some(list)
+            Some(Arc::new(list))
         }
     };
     Ok(Targets {
-        space,
+        space: Arc::new(space),
         ip_list,
         cli_destinations,
         default_blocklist: default_blocklist_used,
