@@ -14,6 +14,7 @@
 pub mod args;
 pub mod conffile;
 pub mod config;
+pub mod dryrun;
 pub mod listing;
 pub mod plan;
 pub mod targets;
@@ -219,6 +220,17 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
         .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
     for w in &plan.targets.warnings {
         logger.warn("targets", format_args!("{w}"));
+    }
+    // Sender threads write to standard output themselves.
+    drop(out);
+    match plan.config.dryrun {
+        config::DryRun::Text => {
+            return Ok(dryrun::run(&plan, dryrun::DryRunFormat::Text, &logger)?);
+        }
+        config::DryRun::Fast => {
+            return Ok(dryrun::run(&plan, dryrun::DryRunFormat::Fast, &logger)?);
+        }
+        config::DryRun::Off => {}
     }
     let _ = writeln!(std::io::stderr(), "rzmap: live scanning is not built yet");
     Ok(1)

@@ -458,3 +458,140 @@ fn warnings_are_logged_at_warn_level() {
         .unwrap();
     assert!(out.stderr.is_empty());
 }
+
+/// rzmap for a dry run: inside a fresh network namespace when `unshare -n` works (root), so
+/// that even a bug could not reach a network; dry runs open no socket in any case.
+fn dry() -> Command {
+    let isolated = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut c = if isolated {
+        let mut c = Command::new("unshare");
+        c.arg("-n").arg(assert_cmd::cargo::cargo_bin("rzmap"));
+        c
+    } else {
+        Command::cargo_bin("rzmap").unwrap()
+    };
+    c.env("RZMAP_DEFAULT_CONFIG", "").env_remove("RZMAP_DUMP_CONFIG").arg("-q");
+    c
+}
+
+/// Runs a fast dry run and returns its (address, port) records.
+fn fast(args: &[&str]) -> Vec<String> {
+    let out = dry().arg("--fast-dryrun").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len() % 6, 0);
+    out.stdout
+        .chunks(6)
+        .map(|c| {
+            let port = u16::from_be_bytes([c[4], c[5]]);
+            format!("{}.{}.{}.{}:{port}", c[0], c[1], c[2], c[3])
+        })
+        .collect()
+}
+
+#[test]
+fn fast_dryrun_follows_zmaps_order() {
+    // Vectors checked against ZMap's ziterate (compat.md section 4).
+    assert_eq!(
+        fast(&["-M", "icmp_echoscan", "-e", "1", "-b", "/dev/null", "198.19.0.0/30"]),
+        ["198.19.0.1:0", "198.19.0.2:0", "198.19.0.0:0", "198.19.0.3:0"]
+    );
+    let got = fast(&["-p", "80,443,8080", "-e", "7", "-b", "/dev/null", "198.19.0.0/29"]);
+    assert_eq!(
+        &got[..6],
+        [
+            "198.19.0.2:8080",
+            "198.19.0.3:80",
+            "198.19.0.2:80",
+            "198.19.0.1:8080",
+            "198.19.0.5:443",
+            "198.19.0.6:443"
+        ]
+    );
+    let mut all = got.clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 24);
+}
+
+#[test]
+fn fast_dryrun_shards_threads_limits_and_lists() {
+    let base = ["-M", "icmp_echoscan", "-e", "99", "-b", "/dev/null", "198.19.0.0/28"];
+    let shard = |n: &str| {
+        let mut a = base.to_vec();
+        a.extend(["--shards", "3", "--shard", n]);
+        fast(&a)
+    };
+    let last = |v: Vec<String>| {
+        v.iter()
+            .map(|t| t.trim_end_matches(":0").rsplit('.').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(last(shard("0")), "12 10 0 11 5 15");
+    assert_eq!(last(shard("1")), "14 2 7");
+    assert_eq!(last(shard("2")), "3 9 13 1 4 6 8");
+
+    let mut a = base.to_vec();
+    a.extend(["-T", "2"]);
+    let mut two = fast(&a);
+    two.sort();
+    let mut one = fast(&base);
+    one.sort();
+    assert_eq!(two, one, "two threads cover the same set");
+    assert_eq!(one.len(), 16);
+
+    let mut a = base.to_vec();
+    a.extend(["-P", "3"]);
+    let three = fast(&a);
+    assert_eq!(three.len(), 48);
+    assert!(three.chunks(3).all(|c| c[0] == c[1] && c[1] == c[2]), "probes go back to back");
+
+    let mut a = base.to_vec();
+    a.extend(["-n", "5"]);
+    assert_eq!(fast(&a).len(), 5);
+
+    let ips = conf("198.19.0.3\n198.19.0.9\n# not 198.19.0.4\n");
+    let mut a = base.to_vec();
+    a.extend(["-I", ips.path().to_str().unwrap()]);
+    let mut got = fast(&a);
+    got.sort();
+    assert_eq!(got, ["198.19.0.3:0", "198.19.0.9:0"]);
+}
+
+#[test]
+fn text_dryrun_prints_each_probe() {
+    let out = dry()
+        .args(["-d", "-p", "80", "-e", "1", "-S", "198.18.0.1", "-b", "/dev/null"])
+        .arg("198.19.0.0/30")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let separators = text.lines().filter(|l| *l == "-".repeat(54)).count();
+    assert_eq!(separators, 4, "{text}");
+    let daddrs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("daddr: ").nth(1))
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(daddrs, ["198.19.0.1", "198.19.0.2", "198.19.0.0", "198.19.0.3"]);
+    for l in text.lines().filter(|l| l.starts_with("tcp {")) {
+        assert!(l.contains("| dest: 80 |"), "{l}");
+    }
+    assert!(
+        text.lines().filter(|l| l.starts_with("ip {")).all(|l| l.contains("saddr: 198.18.0.1"))
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("eth {")).count(), 4);
+
+    // -X sends bare IP packets: no eth line.
+    let out = dry()
+        .args(["-d", "-X", "-p", "80", "-e", "1", "-b", "/dev/null", "198.19.0.0/30"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("ip {")).count(), 4);
+    assert_eq!(text.lines().filter(|l| l.starts_with("eth {")).count(), 0);
+}
