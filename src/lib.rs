@@ -8,6 +8,11 @@
 //! when both come from the same source; when one comes from the command line and the other
 //! from a config file, the command line's wins.
 //!
+//! Flow of [`run`]: parse the command line alone (to find `-C`), read the config file, parse
+//! both together, handle listings, validate into a [`config::ScanConfig`], build the
+//! [`plan::ScanPlan`] (probe module, ports, output plan, address space), then run a dry run
+//! ([`dryrun`]) or the scan.
+//!
 //! Debugging aid: with the environment variable [`DUMP_CONFIG_ENV`] set to `1`, rzmap prints
 //! the validated [`config::ScanConfig`] as JSON on standard output and exits without scanning.
 
@@ -163,6 +168,13 @@ fn print_help(help: &clap::Error, argv: &[OsString]) -> i32 {
     0
 }
 
+/// Writes to standard output, ignoring errors (a closed pipe is not worth a panic).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     let (cli, merged, conf) = match parse_all(&argv) {
         Err(Failure::Clap(e)) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
@@ -173,19 +185,18 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     let mut args = merged.args;
     prefer_command_line(&cli, &mut args);
 
-    let mut out = std::io::stdout().lock();
     if args.list_probe_modules {
-        let _ = out.write_all(listing::probe_modules().as_bytes());
+        print_stdout(&listing::probe_modules());
         return Ok(0);
     }
     if args.list_output_modules {
-        let _ = out.write_all(listing::output_modules().as_bytes());
+        print_stdout(&listing::output_modules());
         return Ok(0);
     }
     if args.list_output_fields {
         let module = args.probe_module.as_deref().unwrap_or("tcp_synscan");
         let text = listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-        let _ = out.write_all(text.as_bytes());
+        print_stdout(&text);
         return Ok(0);
     }
 
@@ -198,7 +209,7 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     if std::env::var_os(DUMP_CONFIG_ENV).is_some_and(|v| v == "1") {
         let json = serde_json::to_string_pretty(&config)
             .map_err(|e| InputError::new(DUMP_CONFIG_ENV, e.to_string()))?;
-        let _ = writeln!(out, "{json}");
+        print_stdout(&format!("{json}\n"));
         return Ok(0);
     }
     if config.netmap_wait_ping.is_some() {
@@ -213,7 +224,7 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
         .into());
     }
     if config.probe_module == "udp" && config.probe_args.as_deref() == Some("template-fields") {
-        let _ = out.write_all(rzmap_core::probe::template::template_fields_listing().as_bytes());
+        print_stdout(&rzmap_core::probe::template::template_fields_listing());
         return Ok(0);
     }
     let plan = plan::plan(config, &targets::system_resolver)
@@ -221,8 +232,6 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     for w in &plan.targets.warnings {
         logger.warn("targets", format_args!("{w}"));
     }
-    // Sender threads write to standard output themselves.
-    drop(out);
     match plan.config.dryrun {
         config::DryRun::Text => {
             return Ok(dryrun::run(&plan, dryrun::DryRunFormat::Text, &logger)?);
