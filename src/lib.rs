@@ -168,6 +168,28 @@ fn print_help(help: &clap::Error, argv: &[OsString]) -> i32 {
     0
 }
 
+/// The logger `-v`, `-l` and `-L` ask for. `-L DIR` writes
+/// `DIR/rzmap-%Y-%m-%dT%H%M%S%z.log` (ZMap's name pattern with rzmap's name).
+fn open_logger(config: &config::ScanConfig) -> Result<Logger, InputError> {
+    let path = match &config.log {
+        config::LogDest::Stderr => return Ok(Logger::stderr(config.verbosity)),
+        config::LogDest::File(p) => p.clone(),
+        config::LogDest::Directory(d) => d.join(format!(
+            "rzmap-{}.log",
+            rzmap_core::monitor::now_local().format("%Y-%m-%dT%H%M%S%z")
+        )),
+    };
+    let flag = match config.log {
+        config::LogDest::Directory(_) => "--log-directory",
+        _ => "--log-file",
+    };
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| {
+            InputError::new(flag, format!("cannot open \"{}\": {e}", path.display()))
+        })?;
+    Ok(Logger::new(config.verbosity, false, Box::new(file)))
+}
+
 /// Writes to standard output, ignoring errors (a closed pipe is not worth a panic).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -202,7 +224,7 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
 
     let config = config::resolve(&args, config::os_random_seed)
         .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-    let logger = Logger::stderr(config.verbosity);
+    let logger = open_logger(&config)?;
     for w in &config.warnings {
         logger.warn("rzmap", format_args!("{w}"));
     }

@@ -163,10 +163,12 @@ fn config_file_values_apply_and_the_command_line_wins() {
 
 #[test]
 fn command_line_beats_an_exclusive_option_from_the_file() {
-    let f = conf("bandwidth 10M\nlog-file /tmp/x.log\n");
-    let c = resolved(rzmap().args(["-C", &path(&f), "-r", "100", "-L", "/tmp/logs"]));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().to_str().unwrap();
+    let f = conf(&format!("bandwidth 10M\nlog-file {logs}/x.log\n"));
+    let c = resolved(rzmap().args(["-C", &path(&f), "-r", "100", "-L", logs]));
     assert_eq!(c["rate"], serde_json::json!({"Packets": 100}));
-    assert_eq!(c["log"], serde_json::json!({"Directory": "/tmp/logs"}));
+    assert_eq!(c["log"], serde_json::json!({ "Directory": logs }));
     let c = resolved(rzmap().args(["-C", &path(&f)]));
     assert_eq!(c["rate"], serde_json::json!({"Bandwidth": 10_000_000}));
     // Both from the command line: an error.
@@ -594,4 +596,37 @@ fn text_dryrun_prints_each_probe() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("ip {")).count(), 4);
     assert_eq!(text.lines().filter(|l| l.starts_with("eth {")).count(), 0);
+}
+
+#[test]
+fn log_file_and_directory_receive_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("scan.log");
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010", "-l", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" [WARN] rzmap: 2 probes per target"), "{text}");
+
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010", "-L", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("rzmap-") && n.ends_with(".log"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    fails_starting_with(
+        rzmap().args(["-l", "/nonexistent/dir/x.log"]),
+        "rzmap: error: --log-file: cannot open \"/nonexistent/dir/x.log\": ",
+    );
 }
