@@ -74,6 +74,22 @@ pub struct LabInfo {
     pub serve_pid: Option<u32>,
 }
 
+/// Answers the net namespace has sent towards the scanner (counted at its output hook), to
+/// tell losses in the lab from losses in the scanner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyCounts {
+    /// TCP SYN-ACKs.
+    pub synack: u64,
+    /// TCP RSTs (from nftables for closed hosts, from the kernel for other ports).
+    pub rst: u64,
+    /// ICMP echo replies.
+    pub echo_reply: u64,
+    /// ICMP destination-unreachable messages (host and port unreachable).
+    pub unreachable: u64,
+    /// UDP datagrams (responder replies).
+    pub udp: u64,
+}
+
 /// A running lab. Dropping it tears everything down (responders, processes left in its
 /// namespaces, both namespaces), also while unwinding from a panic.
 pub struct Lab {
@@ -378,6 +394,18 @@ impl Lab {
     /// prefix over the link so far.
     pub fn probe_packets(&self) -> Result<u64, LabError> {
         self.counter(nft::PROBES_COUNTER)
+    }
+
+    /// Answers sent towards the scanner so far, by kind.
+    pub fn replies_sent(&self) -> Result<ReplyCounts, LabError> {
+        let [a, b, c, d, e] = nft::REPLY_COUNTERS;
+        Ok(ReplyCounts {
+            synack: self.counter(a)?,
+            rst: self.counter(b)?,
+            echo_reply: self.counter(c)?,
+            unreachable: self.counter(d)?,
+            udp: self.counter(e)?,
+        })
     }
 
     /// Probe-like packets received per destination address (addresses never probed are

@@ -108,6 +108,14 @@ fn ground_truth_matches_kernel_sockets_via_probe_subcommand() {
     assert_eq!(per.len(), 254);
     assert!(per.values().all(|&n| n == 3), "{per:?}");
     assert_eq!(lab.packets_to(&t.blocklisted).unwrap(), 0);
+    // The answers the lab sent, by kind, match the truth (kernel sockets answer a SYN-ACK
+    // with an ACK, not a RST, so RSTs are exactly the closed hosts').
+    let sent = lab.replies_sent().unwrap();
+    assert_eq!(sent.synack, t.open_tcp.len() as u64);
+    assert_eq!(sent.rst, t.closed_tcp.len() as u64);
+    assert_eq!(sent.echo_reply, t.echo.len() as u64);
+    assert_eq!(sent.unreachable, 3 * t.unreachable.len() as u64 + t.udp_closed.len() as u64);
+    assert_eq!(sent.udp, t.udp_open.len() as u64);
 
     // The blocklist counter does count: probe one blocklisted address (it answers like an
     // open host).

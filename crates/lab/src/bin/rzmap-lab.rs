@@ -46,7 +46,9 @@ enum Cmd {
         tcp_port: u16,
         #[arg(long, default_value_t = 53)]
         udp_port: u16,
-        #[arg(long, default_value_t = 1000)]
+        /// Per-probe wait; keep it under the 1 s initial TCP retransmission timeout so every
+        /// address receives exactly one SYN.
+        #[arg(long, default_value_t = 700)]
         timeout_ms: u64,
         #[arg(long, default_value_t = 128)]
         threads: usize,
@@ -389,6 +391,12 @@ fn demo(spec: LabSpec, o: DemoOpts) -> ExitCode {
         i.prefix.size(),
         blocked.as_ref().map(|n| n.to_string()).unwrap_or_else(|e| e.to_string()),
     );
+    if let Ok(r) = lab.replies_sent() {
+        eprintln!(
+            "rzmap-lab: answers sent by the lab: {} SYN-ACK, {} RST, {} ICMP unreachable, {} echo replies, {} UDP",
+            r.synack, r.rst, r.unreachable, r.echo_reply, r.udp
+        );
+    }
     let exact = missing == 0 && unexpected == 0 && matches!(blocked, Ok(0));
     eprintln!(
         "rzmap-lab: {}",
