@@ -141,7 +141,7 @@ fn in_process_probe_in_a_second_lab_with_other_prefix() {
     let cfg = ProbeConfig {
         tcp_port: 8080,
         udp_port: 5353,
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_millis(700),
         threads: 64,
     };
     let seen = lab.in_scanner_ns(|| probe_all(&addrs, &cfg)).unwrap();
@@ -268,4 +268,22 @@ fn injected_ip_packets_reach_the_scanner_with_forged_source() {
     let (n, from) = sock.recv_from(&mut buf).expect("injected datagram");
     assert_eq!(&buf[..n], payload);
     assert_eq!(from, SocketAddr::from((src, 53)));
+}
+
+#[test]
+fn a_failing_step_tears_down_and_names_the_command() {
+    if skip_lab() {
+        return;
+    }
+    let spec = mixed_spec("198.18.30.0/28", 1);
+    let bogus = std::path::PathBuf::from("/nonexistent/rzmap-lab");
+    let e =
+        Lab::build_with(spec, rzmap_lab::ResponderMode::Process(bogus)).err().expect("must fail");
+    let m = e.to_string();
+    assert!(m.contains("/nonexistent/rzmap-lab serve"), "{m}");
+    let mine = format!("{}{}-", rzmap_lab::lab::KEPT_LAB_PREFIX, std::process::id());
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(!left.iter().any(|n| n.starts_with(&mine)), "left behind: {left:?}");
 }
