@@ -277,6 +277,8 @@ impl Lab {
         )?;
         let rules = nft::ruleset(&self.truth, &i.net_if, self.spec.http_port);
         run_with_input(in_netns(net, "nft", &["-f", "-"]), Some(rules.as_bytes()))?;
+        let rules = nft::scanner_ruleset(&i.scan_if);
+        run_with_input(in_netns(scan, "nft", &["-f", "-"]), Some(rules.as_bytes()))?;
         let cfg = ServeConfig {
             tcp_port: self.spec.tcp_port,
             udp_port: self.spec.udp_port,
@@ -368,14 +370,22 @@ impl Lab {
     }
 
     fn nft_json(&self, args: &[&str]) -> Result<serde_json::Value, LabError> {
+        self.nft_json_in(&self.info.net_ns, args)
+    }
+
+    fn nft_json_in(&self, ns: &str, args: &[&str]) -> Result<serde_json::Value, LabError> {
         let mut a = vec!["-j"];
         a.extend_from_slice(args);
-        let out = run(in_netns(&self.info.net_ns, "nft", &a))?;
+        let out = run(in_netns(ns, "nft", &a))?;
         serde_json::from_str(&out).map_err(|e| LabError::Other(format!("nft -j output: {e}")))
     }
 
     fn counter(&self, name: &str) -> Result<u64, LabError> {
-        let v = self.nft_json(&["list", "counter", "ip", nft::TABLE, name])?;
+        self.counter_in(&self.info.net_ns, name)
+    }
+
+    fn counter_in(&self, ns: &str, name: &str) -> Result<u64, LabError> {
+        let v = self.nft_json_in(ns, &["list", "counter", "ip", nft::TABLE, name])?;
         v["nftables"]
             .as_array()
             .into_iter()
@@ -396,16 +406,27 @@ impl Lab {
         self.counter(nft::PROBES_COUNTER)
     }
 
-    /// Answers sent towards the scanner so far, by kind.
-    pub fn replies_sent(&self) -> Result<ReplyCounts, LabError> {
+    fn reply_counts(&self, ns: &str) -> Result<ReplyCounts, LabError> {
         let [a, b, c, d, e] = nft::REPLY_COUNTERS;
         Ok(ReplyCounts {
-            synack: self.counter(a)?,
-            rst: self.counter(b)?,
-            echo_reply: self.counter(c)?,
-            unreachable: self.counter(d)?,
-            udp: self.counter(e)?,
+            synack: self.counter_in(ns, a)?,
+            rst: self.counter_in(ns, b)?,
+            echo_reply: self.counter_in(ns, c)?,
+            unreachable: self.counter_in(ns, d)?,
+            udp: self.counter_in(ns, e)?,
         })
+    }
+
+    /// Answers the net namespace sent towards the scanner so far, by kind.
+    pub fn replies_sent(&self) -> Result<ReplyCounts, LabError> {
+        self.reply_counts(&self.info.net_ns)
+    }
+
+    /// Answers that arrived in the scanner namespace over the link so far, by kind (counted at
+    /// prerouting, after AF_PACKET taps saw them): if these equal [`Lab::replies_sent`] but a
+    /// scanner missed results, the scanner's own receive path lost them.
+    pub fn replies_delivered(&self) -> Result<ReplyCounts, LabError> {
+        self.reply_counts(&self.info.scan_ns)
     }
 
     /// Probe-like packets received per destination address (addresses never probed are

@@ -101,6 +101,30 @@ pub fn ruleset(truth: &Truth, link_if: &str, http_port: Option<u16>) -> String {
     r
 }
 
+/// The scanner namespace's ruleset: the same reply counters, counted where frames from the
+/// link enter the scanner's IP stack (prerouting; AF_PACKET taps have seen them by then).
+pub fn scanner_ruleset(link_if: &str) -> String {
+    let mut r = format!("table ip {TABLE} {{\n");
+    for c in REPLY_COUNTERS {
+        let _ = writeln!(r, "  counter {c} {{ }}");
+    }
+    let _ = write!(
+        r,
+        "  chain prerouting {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname != \"{link_if}\" accept
+    tcp flags & (syn | ack) == syn | ack counter name \"sent_synack\" accept
+    tcp flags & rst == rst counter name \"sent_rst\" accept
+    icmp type echo-reply counter name \"sent_echo_reply\" accept
+    icmp type destination-unreachable counter name \"sent_unreach\" accept
+    meta l4proto udp counter name \"sent_udp\" accept
+  }}
+}}
+"
+    );
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,6 +116,7 @@ fn ground_truth_matches_kernel_sockets_via_probe_subcommand() {
     assert_eq!(sent.echo_reply, t.echo.len() as u64);
     assert_eq!(sent.unreachable, 3 * t.unreachable.len() as u64 + t.udp_closed.len() as u64);
     assert_eq!(sent.udp, t.udp_open.len() as u64);
+    assert_eq!(lab.replies_delivered().unwrap(), sent);
 
     // The blocklist counter does count: probe one blocklisted address (it answers like an
     // open host).

@@ -391,11 +391,16 @@ fn demo(spec: LabSpec, o: DemoOpts) -> ExitCode {
         i.prefix.size(),
         blocked.as_ref().map(|n| n.to_string()).unwrap_or_else(|e| e.to_string()),
     );
-    if let Ok(r) = lab.replies_sent() {
-        eprintln!(
-            "rzmap-lab: answers sent by the lab: {} SYN-ACK, {} RST, {} ICMP unreachable, {} echo replies, {} UDP",
-            r.synack, r.rst, r.unreachable, r.echo_reply, r.udp
-        );
+    for (what, r) in [
+        ("sent by the lab", lab.replies_sent()),
+        ("delivered to the scanner ns", lab.replies_delivered()),
+    ] {
+        if let Ok(r) = r {
+            eprintln!(
+                "rzmap-lab: answers {what}: {} SYN-ACK, {} RST, {} ICMP unreachable, {} echo replies, {} UDP",
+                r.synack, r.rst, r.unreachable, r.echo_reply, r.udp
+            );
+        }
     }
     let exact = missing == 0 && unexpected == 0 && matches!(blocked, Ok(0));
     eprintln!(
