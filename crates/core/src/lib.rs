@@ -5,7 +5,19 @@
 //! lives in `rzmap-sys`. Each module holds one concept; see ARCHITECTURE.md for the data flow.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod aesrand;
+pub mod cyclic;
+pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod filter;
+pub mod iter;
+pub mod link;
+pub mod monitor;
+pub mod output;
+pub mod probe;
+pub mod rate;
 pub mod target;
+pub mod validate;

@@ -1,0 +1,586 @@
+//! Scan orchestration, independent of the operating system.
+//!
+//! [`run`] starts one receiver thread (unless it is a dry run), `T` sender threads and a
+//! monitor thread, and returns when the scan is over:
+//!
+//! - each sender walks its own target source (its subshard), builds `-P` probes per target
+//!   back to back into a [`FrameBatch`], paces them with a [`Pacer`] and hands full batches
+//!   (and partial ones before every wait) to its [`PacketTx`];
+//! - the receiver validates and classifies every captured packet through a
+//!   [`ResponseHandler`], marks repeats through [`Dedup`], counts, and emits records;
+//! - the monitor thread calls a callback once per interval (1 s) with the counters.
+//!
+//! The scan ends:
+//! - normally: the cooldown `-c` after the last sender finished (senders finish when their
+//!   source is exhausted, which includes the `-n` budget, or when `-t` expires);
+//! - at once, with no cooldown, when `-N` results have passed the output filter;
+//! - at once when the external stop flag is raised (SIGINT/SIGTERM): senders stop, the
+//!   receiver handles what it already captured and stops; the handler is flushed either way.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::dedup::{Dedup, DedupMethod};
+use crate::link::{FrameBatch, PacketRx, PacketTx, SLOT_SIZE};
+use crate::monitor::{CounterSnapshot, Counters, Progress, Tick};
+use crate::rate::{self, Clock, Pace, Pacer, RateControl};
+use crate::target::Target;
+
+/// Where a sender's targets come from (its subshard of the permutation).
+pub trait TargetSource: Send {
+    /// The next target, or `None` when the subshard (or its `-n` budget) is exhausted.
+    fn next_target(&mut self) -> Option<Target>;
+}
+
+impl<F: FnMut() -> Option<Target> + Send> TargetSource for F {
+    fn next_target(&mut self) -> Option<Target> {
+        self()
+    }
+}
+
+/// Builds probe frames (the probe module's send side, for one sender thread).
+pub trait FrameBuilder: Send {
+    /// Writes constant bytes into a slot once, before sending starts (templates).
+    fn prepare(&mut self, _slot: &mut [u8]) {}
+
+    /// Writes the frame of probe `probe` (0-based, `< -P`) to `target` from `src_ip` into
+    /// `buf` and returns its length (0 = nothing to send).
+    fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize;
+}
+
+impl<F: FnMut(&mut [u8], &Target, u32, Ipv4Addr) -> usize + Send> FrameBuilder for F {
+    fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize {
+        self(buf, target, probe, src_ip)
+    }
+}
+
+/// What a validated response is, as far as the engine needs to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The outer packet's source address (host order): the dedup key.
+    pub src_ip: u32,
+    /// The outer packet's source port (0 without ports): the window dedup key.
+    pub src_port: u16,
+    /// The module's `success` classification.
+    pub success: bool,
+    /// The module's `app_success` (false when the module has none).
+    pub app_success: bool,
+}
+
+/// The system fields the engine decides for a response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseFlags {
+    /// Already seen (per the dedup method).
+    pub repeat: bool,
+    /// Received after every sender finished.
+    pub cooldown: bool,
+}
+
+/// The receive side of a probe module plus the output: validates, classifies, emits records.
+pub trait ResponseHandler: Send {
+    /// Validates a captured IP packet; `None` if it is not a response to our probes.
+    fn classify(&mut self, packet: &[u8], ts: SystemTime) -> Option<Verdict>;
+
+    /// Builds the record of a validated response, applies the output filter and writes it;
+    /// returns whether it passed the filter (what `-N` counts).
+    fn emit(
+        &mut self,
+        packet: &[u8],
+        ts: SystemTime,
+        verdict: &Verdict,
+        flags: ResponseFlags,
+    ) -> bool;
+
+    /// Flushes buffered output (called about once a second and at the end).
+    fn flush(&mut self) {}
+}
+
+/// One sender thread's inputs.
+pub struct SenderSetup<S, B, T> {
+    /// Its targets.
+    pub targets: S,
+    /// Its probe builder.
+    pub builder: B,
+    /// Its link.
+    pub tx: T,
+}
+
+/// The receive side's inputs.
+pub struct ReceiverSetup<R, H> {
+    /// The capture.
+    pub rx: R,
+    /// Validation, classification and output.
+    pub handler: H,
+}
+
+/// Scan parameters the engine uses.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `-P`: probes per target, sent back to back.
+    pub probes_per_target: u32,
+    /// Source addresses; probe `i` to `dst` uses `src_ips[(dst + i) % n]`.
+    pub src_ips: Vec<Ipv4Addr>,
+    /// `--batch`: frames per send call.
+    pub batch_size: usize,
+    /// Bytes per frame slot.
+    pub slot_size: usize,
+    /// `-c`.
+    pub cooldown: Duration,
+    /// `-t` (senders stop; the cooldown still follows).
+    pub max_runtime: Option<Duration>,
+    /// `-N`: stop once this many records passed the output filter.
+    pub max_results: Option<u64>,
+    /// The resolved dedup method.
+    pub dedup: DedupMethod,
+    /// `--dedup-window-size`.
+    pub dedup_window_size: u32,
+    /// ZMap's default mode (no `-f`/filter given): failures and repeats are dropped before
+    /// the output.
+    pub drop_failures_and_repeats: bool,
+    /// The monitor's period (1 s).
+    pub monitor_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            probes_per_target: 1,
+            src_ips: vec![Ipv4Addr::UNSPECIFIED],
+            batch_size: 64,
+            slot_size: SLOT_SIZE,
+            cooldown: Duration::from_secs(8),
+            max_runtime: None,
+            max_results: None,
+            dedup: DedupMethod::Full,
+            dedup_window_size: crate::dedup::DEFAULT_WINDOW_SIZE,
+            drop_failures_and_repeats: true,
+            monitor_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Run-time controls shared with the rest of the program (signal handlers).
+#[derive(Debug, Default)]
+pub struct Controls {
+    /// The global rate (SIGUSR1/SIGUSR2 adjust it).
+    pub rate: RateControl,
+    /// Raised on SIGINT/SIGTERM: stop sending and receiving, flush, return.
+    pub stop: AtomicBool,
+    /// The shared counters.
+    pub counters: Counters,
+}
+
+impl Controls {
+    /// Controls for a scan at `pps` packets per second (0 = unlimited).
+    pub fn new(pps: u64) -> Arc<Self> {
+        Arc::new(Self { rate: RateControl::new(pps), ..Self::default() })
+    }
+
+    /// Asks the scan to stop (idempotent).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What the monitor callback sees once per interval.
+#[derive(Clone, Copy, Debug)]
+pub struct MonitorTick {
+    /// Time since the scan started.
+    pub elapsed: Duration,
+    /// When the last sender finished (since the start), once it has.
+    pub send_finished: Option<Duration>,
+    /// The counters.
+    pub counters: CounterSnapshot,
+}
+
+impl MonitorTick {
+    /// The monitor report for this tick (rates since the previous call on `progress`), ready
+    /// for [`crate::monitor::status_line`] and [`crate::monitor::status_csv_row`].
+    pub fn report(&self, progress: &mut Progress) -> Tick {
+        progress.tick(
+            self.elapsed.as_secs_f64(),
+            self.counters,
+            self.send_finished.map(|d| d.as_secs_f64()),
+        )
+    }
+}
+
+/// Why the scan ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every sender finished (targets exhausted or `-t`) and the cooldown passed.
+    Completed,
+    /// `-N` results were reached.
+    MaxResults,
+    /// The stop flag was raised.
+    Interrupted,
+}
+
+/// One sender's state: small enough to keep for pause/resume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderState {
+    /// Thread index.
+    pub index: usize,
+    /// Frames sent successfully.
+    pub sent: u64,
+    /// Frames that failed to send.
+    pub failed: u64,
+    /// Targets started.
+    pub targets: u64,
+    /// A target whose probes were not all sent when the sender stopped, and the next probe.
+    pub pending: Option<(Target, u32)>,
+    /// Whether the source was exhausted (not stopped early).
+    pub exhausted: bool,
+}
+
+/// The result of [`run`].
+#[derive(Debug)]
+pub struct ScanReport<S> {
+    /// Why the scan ended.
+    pub reason: StopReason,
+    /// Whether `-t` cut sending short.
+    pub max_runtime_hit: bool,
+    /// Final counters.
+    pub counters: CounterSnapshot,
+    /// When sending started and ended.
+    pub send_start: SystemTime,
+    /// When the last sender finished.
+    pub send_end: SystemTime,
+    /// When receiving started (= send start for dry runs).
+    pub recv_start: SystemTime,
+    /// When receiving ended.
+    pub recv_end: SystemTime,
+    /// Each sender's final state.
+    pub senders: Vec<SenderState>,
+    /// The target sources, handed back (positioned after the last target started).
+    pub sources: Vec<S>,
+}
+
+/// State shared by the engine's threads.
+struct Shared<'a, C: Clock> {
+    cfg: &'a EngineConfig,
+    ctl: &'a Controls,
+    clock: &'a C,
+    start: Instant,
+    /// Set by the receiver when `-N` is reached: senders stop.
+    results_done: AtomicBool,
+    senders_left: AtomicU64,
+    /// Nanoseconds after `start` when the last sender finished (0 = not yet).
+    send_end_ns: AtomicU64,
+    runtime_hit: AtomicBool,
+}
+
+impl<C: Clock> Shared<'_, C> {
+    fn send_finished(&self) -> Option<Duration> {
+        match self.send_end_ns.load(Ordering::SeqCst) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+}
+
+/// Runs a scan: `senders.len()` sender threads, the receiver (none for dry runs), and the
+/// monitor calling `on_tick` every `cfg.monitor_interval`. Returns when the scan has ended
+/// (see the module documentation).
+pub fn run<S, B, T, R, H, C, M>(
+    cfg: &EngineConfig,
+    ctl: &Controls,
+    clock: &C,
+    senders: Vec<SenderSetup<S, B, T>>,
+    receiver: Option<ReceiverSetup<R, H>>,
+    mut on_tick: M,
+) -> ScanReport<S>
+where
+    S: TargetSource,
+    B: FrameBuilder,
+    T: PacketTx,
+    R: PacketRx,
+    H: ResponseHandler,
+    C: Clock,
+    M: FnMut(&MonitorTick) + Send,
+{
+    let nsenders = senders.len();
+    let shared = Shared {
+        cfg,
+        ctl,
+        clock,
+        start: clock.now(),
+        results_done: AtomicBool::new(false),
+        senders_left: AtomicU64::new(nsenders as u64),
+        send_end_ns: AtomicU64::new(0),
+        runtime_hit: AtomicBool::new(false),
+    };
+    if nsenders == 0 {
+        shared.send_end_ns.store(1, Ordering::SeqCst);
+    }
+    Counters::add(&ctl.counters.active_senders, nsenders as u64);
+    let wall_start = SystemTime::now();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let shared = &shared;
+
+    let (states, sources, recv_end, reason) = std::thread::scope(|scope| {
+        let monitor = scope.spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(cfg.monitor_interval)
+            {
+                on_tick(&MonitorTick {
+                    elapsed: clock.now().saturating_duration_since(shared.start),
+                    send_finished: shared.send_finished(),
+                    counters: ctl.counters.snapshot(),
+                });
+            }
+        });
+        let recv = receiver.map(|r| scope.spawn(move || receive_loop(shared, r)));
+        let handles: Vec<_> = senders
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| scope.spawn(move || send_loop(shared, nsenders, i, s)))
+            .collect();
+        let mut states = Vec::with_capacity(nsenders);
+        let mut sources = Vec::with_capacity(nsenders);
+        for h in handles {
+            // A panicking sender is a bug; propagate it.
+            let (st, src) = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            states.push(st);
+            sources.push(src);
+        }
+        let (recv_end, reason) = match recv {
+            Some(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            None => {
+                let reason = if ctl.stop.load(Ordering::SeqCst) {
+                    StopReason::Interrupted
+                } else {
+                    StopReason::Completed
+                };
+                (SystemTime::now(), reason)
+            }
+        };
+        drop(done_tx);
+        let _ = monitor.join();
+        (states, sources, recv_end, reason)
+    });
+
+    let send_end = shared.send_finished().unwrap_or_default();
+    ScanReport {
+        reason,
+        max_runtime_hit: shared.runtime_hit.load(Ordering::SeqCst),
+        counters: ctl.counters.snapshot(),
+        send_start: wall_start,
+        send_end: wall_start + send_end,
+        recv_start: wall_start,
+        recv_end,
+        senders: states,
+        sources,
+    }
+}
+
+/// Whether senders must stop now (stop flag or `-N`).
+fn must_stop<C: Clock>(sh: &Shared<'_, C>) -> bool {
+    sh.ctl.stop.load(Ordering::Relaxed) || sh.results_done.load(Ordering::Relaxed)
+}
+
+fn flush<T: PacketTx>(tx: &mut T, batch: &mut FrameBatch, st: &mut SenderState, c: &Counters) {
+    if batch.is_empty() {
+        return;
+    }
+    let out = tx.send_batch(batch);
+    st.sent += u64::from(out.sent);
+    st.failed += u64::from(out.failed);
+    Counters::add(&c.sent, u64::from(out.sent));
+    Counters::add(&c.send_failures, u64::from(out.failed));
+    batch.clear();
+}
+
+fn source_ip(src_ips: &[Ipv4Addr], target: &Target, probe: u32) -> Ipv4Addr {
+    if src_ips.is_empty() {
+        return Ipv4Addr::UNSPECIFIED;
+    }
+    let dst = match target.addr {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => u128::from(a) as u32,
+    };
+    let i = (u64::from(dst) + u64::from(probe)) % src_ips.len() as u64;
+    src_ips[i as usize]
+}
+
+fn send_loop<S, B, T, C>(
+    sh: &Shared<'_, C>,
+    nsenders: usize,
+    index: usize,
+    setup: SenderSetup<S, B, T>,
+) -> (SenderState, S)
+where
+    S: TargetSource,
+    B: FrameBuilder,
+    T: PacketTx,
+    C: Clock,
+{
+    let SenderSetup { mut targets, mut builder, mut tx } = setup;
+    let cfg = sh.cfg;
+    let counters = &sh.ctl.counters;
+    let probes = cfg.probes_per_target.max(1);
+    let mut st = SenderState { index, ..SenderState::default() };
+    let mut batch = FrameBatch::new(cfg.batch_size, cfg.slot_size);
+    for i in 0..batch.capacity() {
+        builder.prepare(batch.slot_mut(i));
+    }
+    let deadline = cfg.max_runtime.map(|t| sh.start + t);
+    let mut pacer = Pacer::new(&sh.ctl.rate, nsenders as u32, sh.clock.now());
+    // The target being probed and its next probe number.
+    let mut current: Option<(Target, u32)> = None;
+    'scan: loop {
+        let now = sh.clock.now();
+        if deadline.is_some_and(|d| now >= d) {
+            sh.runtime_hit.store(true, Ordering::SeqCst);
+            break;
+        }
+        if must_stop(sh) {
+            break;
+        }
+        match pacer.poll(&sh.ctl.rate, now) {
+            Pace::Wait(d) => {
+                // Nothing is due: put what is built on the wire before waiting.
+                flush(&mut tx, &mut batch, &mut st, counters);
+                rate::wait(sh.clock, d);
+            }
+            Pace::Send(n) => {
+                let mut built = 0;
+                while built < n {
+                    if must_stop(sh) {
+                        break 'scan;
+                    }
+                    let (target, probe) = match current {
+                        Some((t, p)) if p < probes => (t, p),
+                        _ => match targets.next_target() {
+                            Some(t) => {
+                                st.targets += 1;
+                                Counters::add(&counters.targets_scanned, 1);
+                                (t, 0)
+                            }
+                            None => {
+                                current = None;
+                                st.exhausted = true;
+                                break 'scan;
+                            }
+                        },
+                    };
+                    current = Some((target, probe + 1));
+                    let src = source_ip(&cfg.src_ips, &target, probe);
+                    let len = builder.build(batch.next_slot(), &target, probe, src);
+                    if len > 0 {
+                        batch.commit(len);
+                        built += 1;
+                        if batch.is_full() {
+                            flush(&mut tx, &mut batch, &mut st, counters);
+                        }
+                    }
+                }
+                pacer.sent(built);
+            }
+        }
+    }
+    flush(&mut tx, &mut batch, &mut st, counters);
+    st.pending = current.filter(|&(_, p)| p < probes);
+    counters.active_senders.fetch_sub(1, Ordering::SeqCst);
+    if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let ns = sh.clock.now().saturating_duration_since(sh.start).as_nanos();
+        sh.send_end_ns.store(u64::try_from(ns).unwrap_or(u64::MAX).max(1), Ordering::SeqCst);
+    }
+    (st, targets)
+}
+
+/// The receive loop's poll timeout: short enough to notice stop conditions promptly.
+const RECV_POLL: Duration = Duration::from_millis(10);
+
+fn receive_loop<R, H, C>(sh: &Shared<'_, C>, setup: ReceiverSetup<R, H>) -> (SystemTime, StopReason)
+where
+    R: PacketRx,
+    H: ResponseHandler,
+    C: Clock,
+{
+    let ReceiverSetup { mut rx, mut handler } = setup;
+    let cfg = sh.cfg;
+    let c = &sh.ctl.counters;
+    let mut dedup = Dedup::new(cfg.dedup, cfg.dedup_window_size);
+    let mut last_flush = sh.clock.now();
+    let reason = loop {
+        if sh.ctl.stop.load(Ordering::SeqCst) {
+            break StopReason::Interrupted;
+        }
+        if sh.results_done.load(Ordering::SeqCst) {
+            break StopReason::MaxResults;
+        }
+        let now = sh.clock.now();
+        let mut timeout = RECV_POLL;
+        if let Some(end) = sh.send_finished() {
+            let since = now.saturating_duration_since(sh.start).saturating_sub(end);
+            if since >= cfg.cooldown {
+                break StopReason::Completed;
+            }
+            timeout = timeout.min(cfg.cooldown - since);
+        }
+        let cooldown = sh.send_finished().is_some();
+        let mut deliver = |pkt: &[u8], ts: SystemTime| {
+            // ZMap drops the rest of a dispatch once -N is reached.
+            if sh.results_done.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(v) = handler.classify(pkt, ts) else {
+                Counters::add(&c.validation_failed, 1);
+                return;
+            };
+            Counters::add(&c.validation_passed, 1);
+            let repeat = dedup.check(v.src_ip, v.src_port, v.success);
+            if v.success {
+                Counters::add(&c.success_total, 1);
+                if !repeat {
+                    Counters::add(&c.success_unique, 1);
+                }
+                if cooldown {
+                    Counters::add(&c.cooldown_total, 1);
+                    if !repeat {
+                        Counters::add(&c.cooldown_unique, 1);
+                    }
+                }
+            } else {
+                Counters::add(&c.failure_total, 1);
+                if !repeat {
+                    Counters::add(&c.failure_unique, 1);
+                }
+            }
+            if v.app_success {
+                Counters::add(&c.app_success_total, 1);
+                if !repeat {
+                    Counters::add(&c.app_success_unique, 1);
+                }
+            }
+            if cfg.drop_failures_and_repeats && (!v.success || repeat) {
+                return;
+            }
+            if handler.emit(pkt, ts, &v, ResponseFlags { repeat, cooldown }) {
+                let n = c.filter_success.fetch_add(1, Ordering::SeqCst) + 1;
+                if cfg.max_results.is_some_and(|max| n >= max) {
+                    sh.results_done.store(true, Ordering::SeqCst);
+                }
+            }
+        };
+        // A capture error is transient for the engine: the link reports and retries.
+        let _ = rx.poll(timeout, &mut deliver);
+        let stats = rx.stats();
+        c.recv_total.store(stats.received, Ordering::Relaxed);
+        c.kernel_drops.store(stats.dropped, Ordering::Relaxed);
+        c.if_drops.store(stats.if_dropped, Ordering::Relaxed);
+        let now = sh.clock.now();
+        if now.saturating_duration_since(last_flush) >= cfg.monitor_interval {
+            handler.flush();
+            last_flush = now;
+        }
+    };
+    handler.flush();
+    (SystemTime::now(), reason)
+}
+
+#[cfg(test)]
+mod tests;
