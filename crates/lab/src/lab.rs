@@ -180,10 +180,21 @@ impl Lab {
         run(command("ip", &a))
     }
 
+    /// Sets `key=value` sysctls of namespace `ns` by writing `/proc/sys` from a thread inside
+    /// it (network sysctls are per namespace; no `sysctl` binary needed).
     fn sysctl(&self, ns: &str, settings: &[&str]) -> Result<(), LabError> {
-        let mut a = vec!["-q", "-w"];
-        a.extend_from_slice(settings);
-        run(in_netns(ns, "sysctl", &a)).map(|_| ())
+        crate::netns::in_netns(ns, || {
+            for kv in settings {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let path = format!("/proc/sys/{}", k.replace('.', "/"));
+                std::fs::write(&path, v).map_err(|e| LabError::Command {
+                    command: format!("sysctl -w {kv} (in {ns})"),
+                    status: "write failed".into(),
+                    stderr: format!("{path}: {e}"),
+                })?;
+            }
+            Ok(())
+        })?
     }
 
     fn setup(&mut self, mode: ResponderMode) -> Result<(), LabError> {
