@@ -201,15 +201,12 @@ fn scanner_side_addresses_and_routes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("02:72:7a:00:00:01 PERMANENT"));
     let out = lab.net_cmd("ethtool").args(["-k", lab.net_if()]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("tx-checksumming: off"));
-    let out = lab
-        .net_cmd("sysctl")
-        .args(["-n", "net.ipv4.tcp_syncookies", "net.ipv4.icmp_ratelimit"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(),
-        ["0", "0"]
-    );
+    let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{k}")).unwrap();
+    let (cookies, ratelimit) =
+        lab.in_net_ns(|| (read("tcp_syncookies"), read("icmp_ratelimit"))).unwrap();
+    assert_eq!((cookies.trim(), ratelimit.trim()), ("0", "0"));
+    // Only the net namespace changed: this process's own namespace keeps its limit.
+    assert_ne!(read("icmp_ratelimit").trim(), "0", "this namespace's sysctl was changed");
 }
 
 #[test]
