@@ -19,13 +19,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pair in ip:iproute2 nft:nftables ethtool:ethtool sysctl:procps; do
+for pair in ip:iproute2 nft:nftables ethtool:ethtool; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "demo.sh: installing ${missing[*]}" >&2
     apt-get update
-    apt-get install -y nftables ethtool iproute2 procps
+    apt-get install -y nftables ethtool iproute2
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "demo.sh: cargo not found; install Rust first (https://rustup.rs)" >&2

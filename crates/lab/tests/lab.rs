@@ -85,7 +85,7 @@ fn ground_truth_matches_kernel_sockets_via_probe_subcommand() {
             "--udp-port",
             "5353",
             "--timeout-ms",
-            "1000",
+            "500",
             "--threads",
             "128",
         ])
@@ -103,10 +103,14 @@ fn ground_truth_matches_kernel_sockets_via_probe_subcommand() {
     // Exactly three probe packets (SYN, UDP, echo) reached each probed address, none reached
     // the blocklisted ones.
     assert_eq!(lab.blocklisted_packets().unwrap(), 0);
-    assert_eq!(lab.probe_packets().unwrap(), 3 * 254);
+    // (The probe's 500 ms wait stays under the kernel's 1 s SYN retransmission timer, so a
+    // silent or filtered host sees one SYN unless this process stalls for half a second.)
     let per = lab.probes_per_address().unwrap();
     assert_eq!(per.len(), 254);
-    assert!(per.values().all(|&n| n == 3), "{per:?}");
+    let odd: Vec<_> =
+        per.iter().filter(|(_, n)| **n != 3).map(|(a, n)| (a, n, t.class_of(*a))).collect();
+    assert!(odd.is_empty(), "addresses not probed exactly 3 times: {odd:?}");
+    assert_eq!(lab.probe_packets().unwrap(), 3 * 254);
     assert_eq!(lab.packets_to(&t.blocklisted).unwrap(), 0);
     // The answers the lab sent, by kind, match the truth (kernel sockets answer a SYN-ACK
     // with an ACK, not a RST, so RSTs are exactly the closed hosts').
