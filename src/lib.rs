@@ -15,6 +15,9 @@ pub mod args;
 pub mod conffile;
 pub mod config;
 pub mod listing;
+pub mod plan;
+pub mod scan;
+pub mod targets;
 
 use crate::args::Parsed;
 use crate::conffile::{ConfigFile, default_config_path, expand_tilde};
@@ -183,6 +186,8 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
         )
         .into());
     }
-    let _ = writeln!(std::io::stderr(), "rzmap: live scanning is not built yet");
-    Ok(1)
+    let plan = plan::plan(config, &targets::system_resolver)
+        .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
+    drop(out);
+    Ok(scan::run(plan)?)
 }
