@@ -44,14 +44,14 @@ use rzmap_core::engine::{
 use rzmap_core::error::InputError;
 use rzmap_core::iter::{ScanOrder, Subshard};
 use rzmap_core::link::{PacketRx, PacketTx, SLOT_SIZE};
-use rzmap_core::monitor::{Limits, Logger, ScanShape, log_file_name, now_local};
+use rzmap_core::monitor::{Limits, Logger, ScanShape};
 use rzmap_core::output;
 use rzmap_core::probe::adapter::{ProbeSender, ReplyProcessor};
 use rzmap_core::probe::{ProbeConfig, ProbeModule};
 use rzmap_core::rate::SystemClock;
 use rzmap_core::validate::Validator;
 
-use crate::config::{DryRun, LogDest, ScanConfig, Sink};
+use crate::config::{DryRun, ScanConfig, Sink};
 use crate::plan::ScanPlan;
 use crate::targets::Targets;
 
@@ -157,11 +157,10 @@ pub fn assemble(
     validator: Validator,
 ) -> Result<Assembly, InputError> {
     let mut rand = AesRand::from_seed(config.seed);
-    let space = Arc::new(targets.space.clone());
-    let order = ScanOrder::new(space, ports.to_vec(), &mut rand)?;
+    let order = ScanOrder::new(Arc::clone(&targets.space), ports.to_vec(), &mut rand)?;
     // ZMap treats a zero -n (e.g. a tiny percentage) as no limit.
     let max_targets = max_targets.filter(|&m| m > 0);
-    let list = targets.ip_list.clone().map(Arc::new);
+    let list = targets.ip_list.clone();
     let (shard, shards, t_count) =
         (u32::from(config.shard), u32::from(config.shards), u32::from(threads));
     let mut subshards = Vec::with_capacity(usize::from(threads));
@@ -226,42 +225,20 @@ fn open_sink(sink: &Sink, flag: &str) -> Result<Box<dyn Write + Send>, InputErro
     }
 }
 
-fn make_logger(config: &ScanConfig) -> Result<Logger, InputError> {
-    let open = |p: &std::path::Path| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .map_err(|e| InputError::new(p.display().to_string(), format!("cannot open: {e}")))
-    };
-    Ok(match &config.log {
-        LogDest::Stderr => Logger::stderr(config.verbosity),
-        LogDest::File(p) => Logger::new(config.verbosity, false, Box::new(open(p)?)),
-        LogDest::Directory(d) => {
-            let p = d.join(log_file_name(&now_local()));
-            Logger::new(config.verbosity, false, Box::new(open(&p)?))
-        }
-    })
-}
-
 /// The run's links.
 enum Links {
     Dry(Arc<StdoutSlot>),
     Live { txs: Vec<LiveTx>, rx: RingRx, handler: Box<OutputHandler>, errors: Arc<SendErrors> },
 }
 
-/// Runs the scan the plan describes and returns the exit status.
-pub fn run(plan: ScanPlan) -> Result<i32, InputError> {
+/// Runs the scan the plan describes, logging through `logger`, and returns the exit status.
+/// (The caller has logged the plan's warnings.)
+pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
     let cores = rzmap_sys::process::available_cpus();
     let (threads, batch, notes) = plan.threads_and_batch(cores);
     let pps = plan.packets_per_second();
-    let ScanPlan { config, probe, schema, ports, max_targets, dedup, output, targets, warnings } =
-        plan;
-    let logger = Arc::new(make_logger(&config)?);
-    // The configuration's own warnings were logged before planning.
-    for w in warnings.iter().skip(config.warnings.len()) {
-        logger.warn("rzmap", format_args!("{w}"));
-    }
+    let ScanPlan { config, probe, schema, ports, max_targets, dedup, output, targets, .. } = plan;
+    let logger = Arc::new(logger);
     for n in &notes {
         logger.warn("send", format_args!("{n}"));
     }
@@ -367,10 +344,7 @@ pub fn run(plan: ScanPlan) -> Result<i32, InputError> {
                 }
                 return Err(InputError::new("--output-file", e.to_string()));
             }
-            let scope = handler::scope(
-                Arc::new(targets.space.clone()),
-                targets.ip_list.clone().map(Arc::new),
-            );
+            let scope = handler::scope(Arc::clone(&targets.space), targets.ip_list.clone());
             let processor = ReplyProcessor::new(
                 Arc::clone(&module),
                 &asm.probe_config,
