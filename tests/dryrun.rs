@@ -628,3 +628,44 @@ fn frames_have_valid_lengths_and_checksums_and_the_text_matches_them() {
         }
     }
 }
+
+#[test]
+fn sigint_stops_cleanly_and_sigusr1_raises_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("meta.json");
+    let status = dir.path().join("status.csv");
+    let child = Command::cargo_bin("rzmap")
+        .unwrap()
+        .env("RZMAP_DEFAULT_CONFIG", "")
+        .args(["--fast-dryrun", "-r", "1000", "-e", "1", "-p", "80", "-b", "/dev/null", "-g"])
+        .arg("-m")
+        .arg(&meta)
+        .arg("-u")
+        .arg(&status)
+        .arg("198.18.0.0/16")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let kill = |sig: &str| {
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    kill("-USR1");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    kill("-INT");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(err.contains("rate raised to 1050 packets per second"), "{err}");
+    assert!(err.contains("cnf\ttarget-port"), "the summary is printed after a stop: {err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    let sent = v["packets_sent"].as_u64().unwrap();
+    assert!(sent > 500 && sent < 65536, "stopped early: {sent} sent");
+    let csv = std::fs::read_to_string(&status).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("real-time,time-elapsed,"));
+    assert!(lines.count() >= 2, "a row per second: {csv}");
+}

@@ -42,12 +42,14 @@ use rzmap_core::engine::{
     StopReason,
 };
 use rzmap_core::error::InputError;
+use rzmap_core::fields::Schema;
 use rzmap_core::iter::{ScanOrder, Subshard};
 use rzmap_core::link::{PacketRx, PacketTx, SLOT_SIZE};
 use rzmap_core::monitor::{Limits, Logger, ScanShape};
 use rzmap_core::output;
+use rzmap_core::output::OutputPlan;
 use rzmap_core::probe::adapter::{ProbeSender, ReplyProcessor};
-use rzmap_core::probe::{ProbeConfig, ProbeModule};
+use rzmap_core::probe::{ProbeConfig, ProbeModule, Reject};
 use rzmap_core::rate::SystemClock;
 use rzmap_core::validate::Validator;
 
@@ -275,9 +277,6 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         ),
     );
 
-    // --cores: receiver first, then the senders, then the monitor (ZMap's order).
-    let cpu =
-        |i: usize| config.cores.as_ref().filter(|c| !c.is_empty()).map(|c| c[i % c.len()] as usize);
     let metadata_out =
         config.metadata_file.as_ref().map(|s| open_sink(s, "--metadata-file")).transpose()?;
     let status_out = config
@@ -286,89 +285,26 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         .map(|s| open_sink(s, "--status-updates-file"))
         .transpose()?;
 
+    let ctx = Context {
+        config: &config,
+        module: &module,
+        schema: &schema,
+        output: &output,
+        targets: &targets,
+        addr: &addr,
+        logger: &logger,
+        controls: &controls,
+    };
     let links = match config.dryrun {
         DryRun::Text | DryRun::Fast => Links::Dry(StdoutSlot::new(
             raw_stdout().map_err(|e| InputError::new("standard output", e.to_string()))?,
             Arc::clone(&controls),
         )),
-        DryRun::Off => {
-            let errors = Arc::new(SendErrors::default());
-            let mut txs = Vec::with_capacity(usize::from(threads));
-            for t in 0..usize::from(threads) {
-                let tx = if config.iplayer {
-                    let mut s = rzmap_sys::send::RawIpSender::open(&addr.iface).map_err(|e| {
-                        InputError::new(
-                            "--iplayer",
-                            format!("cannot open a raw IP socket on {}: {e}", addr.iface),
-                        )
-                    })?;
-                    s.set_retries(config.retries);
-                    LiveTx::IpLayer(IpLayerTx::new(s, cpu(t + 1), Arc::clone(&errors)))
-                } else {
-                    let mut s = rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
-                        .map_err(|e| {
-                            InputError::new(
-                                "--interface",
-                                format!("cannot open a packet socket on {}: {e}", addr.iface),
-                            )
-                        })?;
-                    s.set_retries(config.retries);
-                    LiveTx::Ethernet(EthernetTx::new(s, cpu(t + 1), Arc::clone(&errors)))
-                };
-                txs.push(tx);
-            }
-            let ring =
-                live::open_ring(module.as_ref(), addr.ifindex, Some(addr.src_mac), config.iplayer)
-                    .map_err(|e| {
-                        InputError::new(
-                            "--interface",
-                            format!("cannot open the capture on {}: {e}", addr.iface),
-                        )
-                    })?;
-            let info = output::find_module(output.module);
-            let out = match info {
-                Some(i) if i.writes_file => Some(open_sink(&config.output_file, "--output-file")?),
-                _ => None,
-            };
-            let mut out_mod = output::create(
-                output.module,
-                &schema,
-                &output.fields,
-                output.header,
-                config.output_args.as_deref(),
-                out,
-            )?;
-            if let Err(e) = out_mod.start() {
-                if e.is_closed_pipe() {
-                    return Ok(0);
-                }
-                return Err(InputError::new("--output-file", e.to_string()));
-            }
-            let scope = handler::scope(Arc::clone(&targets.space), targets.ip_list.clone());
-            let processor = ReplyProcessor::new(
-                Arc::clone(&module),
-                &asm.probe_config,
-                asm.validator.clone(),
-                scope,
-            );
-            let handler = Box::new(OutputHandler::new(
-                processor,
-                output.filter.clone(),
-                out_mod,
-                Arc::clone(&controls),
-            ));
-            match rzmap_sys::process::drop_privileges() {
-                Ok(rzmap_sys::process::PrivilegeDrop::Dropped { uid, gid }) => logger.debug(
-                    "rzmap",
-                    format_args!("dropped privileges: now uid {uid}, gid {gid} (nobody)"),
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(InputError::new("rzmap", format!("cannot drop privileges: {e}")));
-                }
-            }
-            Links::Live { txs, rx: RingRx::new(ring, cpu(0)), handler, errors }
-        }
+        DryRun::Off => match ctx.open_live(&asm, threads)? {
+            Some(links) => links,
+            // The output's reader is already gone: nothing to do.
+            None => return Ok(0),
+        },
     };
 
     let shape = ScanShape {
@@ -391,7 +327,7 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         status_out,
         Arc::clone(&logger),
         Arc::clone(&controls),
-        cpu(usize::from(threads) + 1),
+        core_for(&config, usize::from(threads) + 1),
     );
     let signals = rzmap_sys::signals::SignalFlags::install()
         .map_err(|e| InputError::new("rzmap", format!("cannot install signal handlers: {e}")))?;
@@ -446,12 +382,7 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
                 let n = report.counters.send_failures;
                 logger.warn("send", format_args!("{n} probes failed to send; last error: {e}"));
             }
-            let rejects = *handler.processor().rejects();
-            let passed = handler.processor().passed();
-            logger.debug(
-                "recv",
-                format_args!("{passed} replies validated, {} rejected", rejects.total()),
-            );
+            log_rejects(&logger, handler.processor());
             let deadline = Instant::now() + ecfg.cooldown;
             let err = handler.close(deadline);
             match err {
@@ -509,6 +440,131 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         let _ = io::stderr().lock().write_all(text.as_bytes());
     }
     Ok(exit)
+}
+
+/// `--cores`: the CPU for thread `i` of the order receiver, senders, monitor (round-robin).
+fn core_for(config: &ScanConfig, i: usize) -> Option<usize> {
+    config.cores.as_ref().filter(|c| !c.is_empty()).map(|c| c[i % c.len()] as usize)
+}
+
+/// Logs validation results by reject reason (DEBUG).
+fn log_rejects(logger: &Logger, p: &ReplyProcessor) {
+    let r = p.rejects();
+    logger.debug("recv", format_args!("{} replies validated, {} rejected", p.passed(), r.total()));
+    for reason in [
+        Reject::Truncated,
+        Reject::Malformed,
+        Reject::Fragment,
+        Reject::WrongProtocol,
+        Reject::UnexpectedType,
+        Reject::NotOurs,
+        Reject::PortOutsideWindow,
+        Reject::SourceNotInScope,
+        Reject::UnexpectedSourcePort,
+    ] {
+        let n = r.get(reason);
+        if n > 0 {
+            logger.debug("recv", format_args!("rejected as {}: {n}", reason.name()));
+        }
+    }
+}
+
+/// What opening the live links needs.
+struct Context<'a> {
+    config: &'a ScanConfig,
+    module: &'a Arc<dyn ProbeModule>,
+    schema: &'a Schema,
+    output: &'a OutputPlan,
+    targets: &'a Targets,
+    addr: &'a Addressing,
+    logger: &'a Logger,
+    controls: &'a Arc<Controls>,
+}
+
+impl Context<'_> {
+    /// Opens the senders, the capture and the output, then drops root. `None`: the output's
+    /// reader went away before the scan started.
+    fn open_live(&self, asm: &Assembly, threads: u8) -> Result<Option<Links>, InputError> {
+        let (config, addr) = (self.config, self.addr);
+        let errors = Arc::new(SendErrors::default());
+        let mut txs = Vec::with_capacity(usize::from(threads));
+        for t in 0..usize::from(threads) {
+            let cpu = core_for(config, t + 1);
+            let tx = if config.iplayer {
+                let mut s = rzmap_sys::send::RawIpSender::open(&addr.iface).map_err(|e| {
+                    InputError::new(
+                        "--iplayer",
+                        format!("cannot open a raw IP socket on {}: {e}", addr.iface),
+                    )
+                })?;
+                s.set_retries(config.retries);
+                LiveTx::IpLayer(IpLayerTx::new(s, cpu, Arc::clone(&errors)))
+            } else {
+                let mut s = rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
+                    .map_err(|e| {
+                        InputError::new(
+                            "--interface",
+                            format!("cannot open a packet socket on {}: {e}", addr.iface),
+                        )
+                    })?;
+                s.set_retries(config.retries);
+                LiveTx::Ethernet(EthernetTx::new(s, cpu, Arc::clone(&errors)))
+            };
+            txs.push(tx);
+        }
+        let ring =
+            live::open_ring(self.module.as_ref(), addr.ifindex, Some(addr.src_mac), config.iplayer)
+                .map_err(|e| {
+                    InputError::new(
+                        "--interface",
+                        format!("cannot open the capture on {}: {e}", addr.iface),
+                    )
+                })?;
+        let out = match output::find_module(self.output.module) {
+            Some(i) if i.writes_file => Some(open_sink(&config.output_file, "--output-file")?),
+            _ => None,
+        };
+        let mut out_mod = output::create(
+            self.output.module,
+            self.schema,
+            &self.output.fields,
+            self.output.header,
+            config.output_args.as_deref(),
+            out,
+        )?;
+        if let Err(e) = out_mod.start() {
+            if e.is_closed_pipe() {
+                return Ok(None);
+            }
+            return Err(InputError::new("--output-file", e.to_string()));
+        }
+        let scope = handler::scope(Arc::clone(&self.targets.space), self.targets.ip_list.clone());
+        let processor = ReplyProcessor::new(
+            Arc::clone(self.module),
+            &asm.probe_config,
+            asm.validator.clone(),
+            scope,
+        );
+        let handler = Box::new(OutputHandler::new(
+            processor,
+            self.output.filter.clone(),
+            out_mod,
+            Arc::clone(self.controls),
+        ));
+        // Every socket and file is open: switch to `nobody` (as ZMap does).
+        match rzmap_sys::process::drop_privileges() {
+            Ok(rzmap_sys::process::PrivilegeDrop::Dropped { uid, gid }) => self.logger.debug(
+                "rzmap",
+                format_args!("dropped privileges: now uid {uid}, gid {gid} (nobody)"),
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(InputError::new("rzmap", format!("cannot drop privileges: {e}")));
+            }
+        }
+        let rx = RingRx::new(ring, core_for(config, 0));
+        Ok(Some(Links::Live { txs, rx, handler, errors }))
+    }
 }
 
 /// Probes this run sends if it runs to the end, for the progress estimate.
