@@ -669,3 +669,48 @@ fn sigint_stops_cleanly_and_sigusr1_raises_the_rate() {
     assert!(lines.next().unwrap().starts_with("real-time,time-elapsed,"));
     assert!(lines.count() >= 2, "a row per second: {csv}");
 }
+
+#[test]
+fn ip_list_limits_the_probed_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("ips.txt");
+    std::fs::write(&list, "198.19.0.7\n198.19.0.200 # comment\n198.19.1.1\n").unwrap();
+    let l = list.display().to_string();
+    let mut got = fast(&["-e", "3", "-p", "80", "-b", "/dev/null", "-I", &l, "198.19.0.0/24"]);
+    got.sort();
+    // 198.19.1.1 is on the list but outside the allowed space.
+    assert_eq!(got, ["198.19.0.200:80", "198.19.0.7:80"]);
+}
+
+#[test]
+fn cores_pin_the_dry_run_threads() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let mut child = Command::cargo_bin("rzmap")
+        .unwrap()
+        .env("RZMAP_DEFAULT_CONFIG", "")
+        .args(["-q", "--fast-dryrun", "-r", "500", "-n", "2000", "-T", "1", "--cores", "1"])
+        .args(["-e", "1", "-p", "80", "-b", "/dev/null", "198.19.0.0/16"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let mut pinned = 0;
+    for task in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap() {
+        let status =
+            std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        if status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Cpus_allowed_list:", "1"])
+        {
+            pinned += 1;
+        }
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    // The sender and the monitor (the main thread and the signal watcher are not pinned).
+    assert_eq!(pinned, 2);
+}

@@ -88,3 +88,23 @@ fn echoscan_over_the_ip_layer_with_all_fields() {
     assert_eq!(echo, want);
     assert_eq!(lab.blocklisted_packets().unwrap(), 0);
 }
+
+#[test]
+fn max_results_ends_the_scan_at_once() {
+    let Some((lab, block)) = lab("198.18.2.0/24", 13) else { return };
+    let start = std::time::Instant::now();
+    let out = lab
+        .scanner_cmd(BIN)
+        .env("RZMAP_DEFAULT_CONFIG", "")
+        .args(["-q", "-p", "80", "-r", "1000", "-c", "20", "-N", "3", "-b"])
+        .arg(block.path())
+        .arg("198.18.2.0/24")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = addresses(&out.stdout);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|a| lab.truth().open_tcp.contains(a)));
+    // No cooldown after -N (the 20 s cooldown would otherwise follow).
+    assert!(start.elapsed() < std::time::Duration::from_secs(15));
+}

@@ -53,6 +53,26 @@ fn outcome(o: rzmap_sys::send::SendOutcome, errors: &SendErrors) -> SendOutcome 
     }
 }
 
+/// Any link, pinned to a CPU on first use (`--cores` for the dry-run links).
+pub struct Pinned<T> {
+    inner: T,
+    cpu: Option<usize>,
+}
+
+impl<T: PacketTx> Pinned<T> {
+    /// Wraps `inner`; the thread that first sends through it is pinned to `cpu`.
+    pub fn new(inner: T, cpu: Option<usize>) -> Self {
+        Self { inner, cpu }
+    }
+}
+
+impl<T: PacketTx> PacketTx for Pinned<T> {
+    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
+        pin(&mut self.cpu);
+        self.inner.send_batch(batch)
+    }
+}
+
 /// Whole Ethernet frames on an AF_PACKET socket.
 pub struct EthernetTx {
     sender: AfPacketSender,

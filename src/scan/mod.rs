@@ -59,7 +59,7 @@ use crate::targets::Targets;
 
 use self::dryrun::{FastDryRun, StdoutSlot, TextDryRun};
 use self::handler::OutputHandler;
-use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, RingRx, SendErrors};
+use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors};
 use self::report::{Reporter, RunFacts};
 
 /// How long discovery waits for the gateway to answer ARP.
@@ -347,16 +347,18 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
     let mut exit = 0;
     let (report, out_error) = match links {
         Links::Dry(slot) => {
-            let txs: Vec<Box<dyn PacketTx>> = (0..threads)
-                .map(|_| -> Box<dyn PacketTx> {
+            let txs: Vec<Box<dyn PacketTx>> = (0..usize::from(threads))
+                .map(|t| -> Box<dyn PacketTx> {
+                    let cpu = core_for(&config, t + 1);
                     if config.dryrun == DryRun::Fast {
-                        Box::new(FastDryRun::new(Arc::clone(&slot)))
+                        Box::new(Pinned::new(FastDryRun::new(Arc::clone(&slot)), cpu))
                     } else {
-                        Box::new(TextDryRun::new(
+                        let text = TextDryRun::new(
                             Arc::clone(&module),
                             !config.iplayer,
                             Arc::clone(&slot),
-                        ))
+                        );
+                        Box::new(Pinned::new(text, cpu))
                     }
                 })
                 .collect();
