@@ -324,7 +324,11 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
     };
     let mut reporter = Reporter::new(
         shape,
-        Limits::new(config.max_sendto_failures, config.min_hitrate),
+        // A dry run receives nothing: its hitrate is always 0, so --min-hitrate does not apply.
+        Limits::new(
+            config.max_sendto_failures,
+            if config.dryrun == DryRun::Off { config.min_hitrate } else { 0.0 },
+        ),
         config.quiet,
         status_out,
         Arc::clone(&logger),
