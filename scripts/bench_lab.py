@@ -275,6 +275,8 @@ def tool_reported_sent(tool, r, meta=None):
         try:
             with open(meta) as f:
                 d = json.load(f)
+            if "packets_sent" in d:  # rzmap
+                return int(d["packets_sent"])
             return int(d.get("total_sent", 0)) * int(d.get("packet_streams", 1) or 1)
         except (OSError, ValueError):
             return None

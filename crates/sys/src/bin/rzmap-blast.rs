@@ -18,7 +18,6 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rzmap_sys::batch::FrameBatch;
 use rzmap_sys::discovery::link_by_name;
 use rzmap_sys::netns::{enter_netns, require_in_netns};
 use rzmap_sys::send::AfPacketSender;
@@ -212,9 +211,10 @@ fn blast(o: &Opts) -> Result<Report, String> {
     if o.mode == Mode::QdiscBypass {
         sender.set_qdisc_bypass(true).map_err(|e| format!("PACKET_QDISC_BYPASS: {e}"))?;
     }
-    let mut batch = FrameBatch::new(o.batch);
-    for i in 0..o.batch {
-        write_template(batch.slot_mut(i), src_mac, o.gw_mac, o.src);
+    // One template per batch slot, written once; per frame only the patch below changes.
+    let mut slots = vec![[0u8; 64]; o.batch];
+    for slot in &mut slots {
+        write_template(slot, src_mac, o.gw_mac, o.src);
     }
     let hosts = 1u64 << (32 - u32::from(o.dst.1));
     let total = o.count.unwrap_or(hosts * u64::from(o.ports));
@@ -223,16 +223,14 @@ fn blast(o: &Opts) -> Result<Report, String> {
     let t0 = Instant::now();
     let mut i = 0u64;
     while i < total {
-        batch.clear();
-        while i < total {
-            let Some(f) = batch.next_mut() else { break };
+        let n = (total - i).min(o.batch as u64) as usize;
+        for f in &mut slots[..n] {
             let dst = o.dst.0.wrapping_add((i % hosts) as u32);
             let port = BASE_PORT + ((i / hosts) % u64::from(o.ports)) as u16;
             patch(f, dst, port);
-            batch.commit(FRAME_LEN);
             i += 1;
         }
-        let out = sender.send_batch(&batch);
+        let out = sender.send_from(slots[..n].iter().map(|f| &f[..FRAME_LEN]));
         sent += out.sent as u64;
         failed += out.failed as u64;
         if out.last_errno.is_some() {
