@@ -15,6 +15,8 @@
 # Every scanner runs under `ip netns exec <scanner ns>` of a lab whose only link leads to the
 # lab's own net namespace; nothing is sent anywhere else. Labs are removed on exit (trap).
 # Driver options: --rounds N, --ports N, --tools blast,rzmap,zmap,masscan, --cases sink,full,pacing.
+# Re-render an earlier run without scanning:
+#   python3 scripts/bench_lab.py --render-only target/bench-lab/results.json --update BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +25,10 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-update=0
 args=()
 for a in "$@"; do
     case "$a" in
-        --update) update=1 ;;
+        --update) args+=(--update BENCHMARKS.md) ;;
         *) args+=("$a") ;;
     esac
 done
@@ -72,19 +73,3 @@ case " ${args[*]-} " in *" --quick "*) limit=300 ;; esac
 timeout --signal=TERM --kill-after=20 "$limit" python3 scripts/bench_lab.py \
     --blast target/release/rzmap-blast --lab "$lab" "${rzmap_args[@]}" \
     --state "$state" --json "$out/results.json" --markdown "$out/results.md" "${args[@]}"
-
-if [ "$update" = 1 ]; then
-    python3 - "$out/results.md" BENCHMARKS.md <<'EOF'
-import os, re, sys
-section = open(sys.argv[1]).read().rstrip() + "\n"
-path = sys.argv[2]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-m = re.search(r"^## Lab benchmarks\n.*?(?=^## (?!#)|\Z)", text, flags=re.S | re.M)
-if m:
-    text = text[:m.start()] + section + "\n" + text[m.end():].lstrip("\n")
-else:
-    text = text.rstrip() + "\n\n" + section
-open(path, "w").write(text.rstrip() + "\n")
-print(f"bench-lab.sh: wrote the 'Lab benchmarks' section of {path}", file=sys.stderr)
-EOF
-fi

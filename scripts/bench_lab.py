@@ -313,15 +313,26 @@ def main():
     ap.add_argument("--ports", type=int, help="sink case: probes per address (default 64)")
     ap.add_argument("--tools", default="blast,rzmap,zmap,masscan")
     ap.add_argument("--cases", default="sink,full,pacing")
-    ap.add_argument("--blast", required=True)
-    ap.add_argument("--lab", required=True)
+    ap.add_argument("--render-only", metavar="JSON",
+                    help="print the markdown for a results.json of an earlier run")
+    ap.add_argument("--blast")
+    ap.add_argument("--lab")
     ap.add_argument("--rzmap")
     ap.add_argument("--zmap", default="zmap")
     ap.add_argument("--masscan", default="masscan")
-    ap.add_argument("--state", required=True, help="file collecting lab ids (for teardown)")
+    ap.add_argument("--state", help="file collecting lab ids (for teardown)")
     ap.add_argument("--json", help="write every run's raw figures here")
     ap.add_argument("--markdown", help="write the results section (markdown) here")
+    ap.add_argument("--update", metavar="FILE",
+                    help="also replace the '## Lab benchmarks' section of FILE (e.g. BENCHMARKS.md)")
     a = ap.parse_args()
+    if a.render_only:
+        with open(a.render_only) as f:
+            d = json.load(f)
+        publish(render(d["rows"], d["meta"]), a)
+        return
+    if not (a.blast and a.lab and a.state):
+        ap.error("--blast, --lab and --state are required")
     rounds = a.rounds or (1 if a.quick else 3)
     ports = a.ports or (16 if a.quick else 64)
     tools = [t for t in a.tools.split(",") if t]
@@ -482,15 +493,37 @@ def main():
     finally:
         for lab in labs:
             lab.close()
-    elapsed = time.monotonic() - t_start
+    meta = dict(machine=machine(), elapsed=time.monotonic() - t_start, rounds=rounds,
+                ports=ports, quick=a.quick)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    md = render(rows, rounds, ports, elapsed, a)
+            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    publish(render(rows, meta), a)
+
+
+def publish(md, a):
+    """Prints the section, and writes it to --markdown and into --update's file."""
     print(md)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(md)
+    if a.update:
+        splice_section(a.update, md)
+        log(f"wrote the 'Lab benchmarks' section of {a.update}")
+
+
+def splice_section(path, section):
+    """Replaces the '## Lab benchmarks' section of the file at path (up to the next level-2
+    heading), or appends it; other sections are left as they are."""
+    section = section.rstrip() + "\n"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    m = re.search(r"^## Lab benchmarks\n.*?(?=^## (?!#)|\Z)", text, flags=re.S | re.M)
+    if m:
+        text = text[:m.start()] + section + "\n" + text[m.end():].lstrip("\n")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text.rstrip() + "\n")
 
 
 # ---------------------------------------------------------------- the table
@@ -525,11 +558,29 @@ def machine():
             f"kernel {os.uname().release}, load average at the end {' '.join(load)}")
 
 
-def render(rows, rounds, ports, elapsed, a):
+def render(rows, meta):
+    rounds, ports = meta["rounds"], meta["ports"]
     L = []
     L.append("## Lab benchmarks\n")
-    L.append(f"Measured {machine()}; harness run took {elapsed:.0f} s "
-             f"(`scripts/bench-lab.sh{' --quick' if a.quick else ''}`).\n")
+    L.append(f"Measured {meta['machine']}; harness run took {meta['elapsed']:.0f} s "
+             f"(`sudo scripts/bench-lab.sh{' --quick' if meta['quick'] else ''} --update`, "
+             "which rewrites this section; raw figures in `target/bench-lab/results.json`).\n")
+    L.append("Setup: `rzmap-lab up` builds a scanner namespace and a net namespace joined by "
+             "one veth pair (nothing else is reachable); every scanner runs under `ip netns "
+             "exec <scanner ns>` with explicit interface, gateway MAC and source address "
+             "(zmap `-i -G -S -b <file>`, masscan `--adapter --adapter-ip --router-mac`). "
+             "CPU seconds are user + system of the child (wait4), so they include the kernel's "
+             "send path and the veth delivery charged to the sender; peak RSS is VmHWM of the "
+             "tool's own image. The machine has 2 cores shared with other jobs: pps figures "
+             "move with the load, CPU seconds per million probes much less, so compare tools "
+             "by that and by the per-round ratio to rzmap-blast, the raw AF_PACKET path limit "
+             "(`crates/sys/src/bin/rzmap-blast.rs`: pre-built 60-byte SYNs, `sendto` = one "
+             "frame per call, `sendmmsg` = 64 per call, `qdisc-bypass` = 64 per call plus "
+             "PACKET_QDISC_BYPASS). ZMap 2.1.1 sends to one port only, so it gets `-P 64` "
+             "(64 probes per address) where the others get 64 ports. masscan 1.3.2's receive "
+             "thread sleeps in libpcap until a frame arrives and so never exits by itself; "
+             "after its `--wait` the harness sends one UDP datagram from the net side to wake "
+             "it (that datagram and its answer are excluded from the counts).\n")
     sink = [r for r in rows if r["case"] == "sink"]
     if sink:
         L.append(f"### Send path: sink lab ({LAB_PREFIX} × {ports} = {65536 * ports:,} SYNs per "
@@ -537,15 +588,18 @@ def render(rows, rounds, ports, elapsed, a):
         L.append("Every frame is dropped at the net side's ingress (nftables netdev hook), so "
                  "only the send path is measured. *achieved pps* is the lab's count divided by "
                  "the time between its first and last frame; *tool pps* is what the tool itself "
-                 "reports; *vs blast* is achieved pps relative to the best rzmap-blast mode of "
-                 "the same round (median over rounds).\n")
+                 "reports; *pps vs blast* is achieved pps relative to the best rzmap-blast mode "
+                 "of the same round, *CPU/M vs blast* the CPU seconds per million probes "
+                 "relative to the cheapest blast mode of that round (medians over rounds).\n")
         L.append("| tool | mode | rate asked | achieved pps | tool pps | frames at sink "
-                 "| CPU s per M probes | vs blast (pps) | peak RSS |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
-        best = {}
+                 "| CPU s per M probes | pps vs blast | CPU/M vs blast | peak RSS |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        best, best_cpu = {}, {}
         for r in sink:
             if r["tool"] == "blast" and r["pps"]:
                 best[r["round"]] = max(best.get(r["round"], 0), r["pps"])
+            if r["tool"] == "blast" and r["cpu_per_m"]:
+                best_cpu[r["round"]] = min(best_cpu.get(r["round"], 1e9), r["cpu_per_m"])
         keys = []
         for r in sink:
             k = (r["tool"], r["mode"])
@@ -555,6 +609,8 @@ def render(rows, rounds, ports, elapsed, a):
             rs = [r for r in sink if (r["tool"], r["mode"]) == k]
             ratio = med([r["pps"] / best[r["round"]] for r in rs
                          if r["pps"] and best.get(r["round"])])
+            cratio = med([r["cpu_per_m"] / best_cpu[r["round"]] for r in rs
+                          if r["cpu_per_m"] and best_cpu.get(r["round"])])
             sunk = med([r["sink"] for r in rs])
             bad = [r for r in rs if r["rc"] != 0 or r["timed_out"]]
             note = f" ({len(bad)} run(s) failed)" if bad else ""
@@ -562,7 +618,8 @@ def render(rows, rounds, ports, elapsed, a):
             L.append(f"| {k[0]} | {k[1]}{note} | max | {fmt_rate(med([r['pps'] for r in rs]))} "
                      f"| {fmt_rate(med([r['tool_pps'] for r in rs]))} "
                      f"| {fmt_num(sunk)} / {rs[0]['expected']} | {fmt_num(cpm, '.2f')} "
-                     f"| {fmt_num(ratio, '.2f')} | {max(r['rss_kb'] for r in rs) / 1024:.1f} MB |")
+                     f"| {fmt_num(ratio, '.2f')} | {fmt_num(cratio, '.2f')} "
+                     f"| {max(r['rss_kb'] for r in rs) / 1024:.1f} MB |")
         L.append("")
         L.append("Per round (achieved pps, CPU s per M probes):\n")
         L.append("| round | " + " | ".join(f"{t} {m}" for t, m in keys) + " |")
