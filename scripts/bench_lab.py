@@ -82,8 +82,8 @@ class Lab:
                     return int(rest.split()[1])
         raise RuntimeError(f"{self.net_if} not in /proc/{self.serve_pid}/net/dev")
 
-    def nft_counter(self, family, table, name):
-        out = subprocess.run(["ip", "netns", "exec", self.net_ns, "nft", "-j", "list", "counter",
+    def nft_counter(self, family, table, name, ns=None):
+        out = subprocess.run(["ip", "netns", "exec", ns or self.net_ns, "nft", "-j", "list", "counter",
                               family, table, name], capture_output=True, text=True, timeout=30)
         for o in json.loads(out.stdout or "{}").get("nftables", []):
             if "counter" in o:
@@ -102,6 +102,10 @@ class Lab:
                 f"s.sendto(b'wake', ('{self.sip}', 9))")
         subprocess.run(["ip", "netns", "exec", self.net_ns, sys.executable, "-c", code],
                        capture_output=True, timeout=10)
+
+    def synacks_delivered(self):
+        """SYN-ACKs that reached the scanner namespace (counted there by the lab)."""
+        return self.nft_counter("ip", "rzlab", "sent_synack", ns=self.scan_ns)
 
     def close(self):
         subprocess.run([self.lab_bin, "down", self.id], capture_output=True, timeout=60)
@@ -475,16 +479,17 @@ def main():
                                            10000000 if rate == "max" else rate, "80", bl, out, 2)
                         kw = dict(cwd=work, masscan_wait=2)
                         mode = "--wait 2"
-                    p0 = full.probe_count()
+                    p0, s0 = full.probe_count(), full.synacks_delivered()
                     r = run_measured(argv, full, 60 + 65536 / 5000, **kw)
                     probes = (full.probe_count() or 0) - (p0 or 0)
+                    synacks = (full.synacks_delivered() or 0) - (s0 or 0)
                     found = results_of(tool, out)
                     fs = set(found)
                     row = dict(case="full", round=0, tool=tool, mode=mode, rate=rate,
                                rc=r.rc, timed_out=r.timed_out, wall=r.wall, cpu=r.cpu,
                                rss_kb=r.rss_kb, expected=expected, found=len(fs & full.open),
                                false_pos=len(fs - full.open), dup=len(found) - len(fs),
-                               lab_probes=probes, pps=sink_rate(r.samples[:r.wake_index])[1])
+                               lab_probes=probes, synacks=synacks, pps=sink_rate(r.samples[:r.wake_index])[1])
                     rows.append(row)
                     log(f"  {tool:8} rate {rate:>6}: found {row['found']}/{expected}, "
                         f"{row['false_pos']} false positives, {row['dup']} duplicates, lab got "
@@ -651,17 +656,20 @@ def render(rows, meta):
                  "unreachable/silent hosts, 2 blocklisted addresses)\n")
         L.append("*found* counts distinct reported addresses that are truly open; *false pos.* "
                  "those that are not; *lab probes* is what reached the lab's input hook; "
+                 "*SYN-ACKs in* is what the lab counted arriving in the scanner namespace "
+                 "(what a scanner could have seen); "
                  "*achieved pps* is the net side's rx count (probes and the scanner kernel's "
                  "RSTs) over the time from its first to its last frame. Wall and CPU time "
                  "include the 2 s cooldown; CPU s per M probes divides by the 65,534 probes.\n")
         L.append("| tool | mode | rate asked | found/expected | false pos. | duplicates "
-                 "| lab probes | achieved pps | wall s | CPU s | CPU s per M probes | peak RSS |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| lab probes | SYN-ACKs in | achieved pps | wall s | CPU s | CPU s per M probes "
+                 "| peak RSS |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in full:
             rate = fmt_rate(r["rate"]) if r["rate"] != "max" else "max"
             cpm = r["cpu"] / (65534 / 1e6)
             L.append(f"| {r['tool']} | {r['mode']} | {rate} | {r['found']}/{r['expected']} "
-                     f"| {r['false_pos']} | {r['dup']} | {r['lab_probes']} "
+                     f"| {r['false_pos']} | {r['dup']} | {r['lab_probes']} | {r.get('synacks', '–')} "
                      f"| {fmt_rate(r['pps'])} | {r['wall']:.1f} | {r['cpu']:.2f} "
                      f"| {cpm:.2f} | {r['rss_kb'] / 1024:.1f} MB |"
                      + (" (exit " + str(r["rc"]) + ")" if r["rc"] != 0 else ""))
