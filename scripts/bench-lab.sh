@@ -51,6 +51,7 @@ if cargo build --release -p rzmap --bin rzmap >&2; then
 fi
 
 lab=target/release/rzmap-lab
+export PYTHONDONTWRITEBYTECODE=1
 out=target/bench-lab
 mkdir -p "$out"
 state="$out/labs.$$"
