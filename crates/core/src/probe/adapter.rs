@@ -171,6 +171,13 @@ impl ReplyProcessor {
         })
     }
 
+    /// Fills the capture-time fields of the last valid packet's record (`icmp_echo_time`'s
+    /// `recv_timestamp_*` and `rtt_us`); call it after [`Self::process`] with the pcap
+    /// timestamp (time since the Epoch). Other modules ignore it.
+    pub fn set_capture_time(&mut self, captured: Duration) {
+        self.module.set_capture_time(&mut self.record, self.schema.module_start(), captured);
+    }
+
     /// The record of the last valid packet.
     pub fn record(&self) -> &Record {
         &self.record
