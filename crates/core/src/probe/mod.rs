@@ -41,6 +41,7 @@ use crate::validate::Validator;
 pub mod adapter;
 pub mod icmp_echoscan;
 pub mod payload;
+pub mod tcp_synackscan;
 pub mod tcp_synscan;
 pub mod template;
 pub mod udp;
@@ -362,6 +363,7 @@ impl std::fmt::Debug for ProbeInfo {
 /// All modules, in ZMap's registry order.
 pub static REGISTRY: &[ProbeInfo] = &[
     tcp_synscan::INFO,
+    tcp_synackscan::INFO,
     icmp_echoscan::INFO,
     udp::INFO,
 ];
@@ -681,7 +683,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\nicmp_echoscan\nudp\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nudp\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -695,6 +697,7 @@ mod tests {
             create("tcp_synscan", Some("bsd")).unwrap(),
             create("icmp_echoscan", None).unwrap(),
             create("udp", Some("text:hello")).unwrap(),
+            create("tcp_synackscan", None).unwrap(),
         ]
     }
 
