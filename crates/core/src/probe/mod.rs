@@ -39,6 +39,7 @@ use crate::fields::{FieldDef, FieldType, Record};
 use crate::validate::Validator;
 
 pub mod adapter;
+pub mod icmp_echo_time;
 pub mod icmp_echoscan;
 pub mod payload;
 pub mod tcp_synackscan;
@@ -365,6 +366,7 @@ pub static REGISTRY: &[ProbeInfo] = &[
     tcp_synscan::INFO,
     tcp_synackscan::INFO,
     icmp_echoscan::INFO,
+    icmp_echo_time::INFO,
     udp::INFO,
 ];
 
@@ -683,7 +685,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nudp\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -698,6 +700,7 @@ mod tests {
             create("icmp_echoscan", None).unwrap(),
             create("udp", Some("text:hello")).unwrap(),
             create("tcp_synackscan", None).unwrap(),
+            create("icmp_echo_time", None).unwrap(),
         ]
     }
 
