@@ -41,11 +41,13 @@ use crate::validate::Validator;
 pub mod adapter;
 pub mod icmp_echo_time;
 pub mod icmp_echoscan;
+pub mod ntp;
 pub mod payload;
 pub mod tcp_synackscan;
 pub mod tcp_synscan;
 pub mod template;
 pub mod udp;
+pub(crate) mod udp_family;
 
 /// Ethernet + IPv4 header length of every probe (no IP options).
 pub const ETH_IP_LEN: usize = 14 + 20;
@@ -368,6 +370,7 @@ pub static REGISTRY: &[ProbeInfo] = &[
     icmp_echoscan::INFO,
     icmp_echo_time::INFO,
     udp::INFO,
+    ntp::INFO,
 ];
 
 /// The default module.
@@ -685,7 +688,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -701,6 +704,7 @@ mod tests {
             create("udp", Some("text:hello")).unwrap(),
             create("tcp_synackscan", None).unwrap(),
             create("icmp_echo_time", None).unwrap(),
+            create("ntp", None).unwrap(),
         ]
     }
 
