@@ -48,6 +48,7 @@ pub mod tcp_synscan;
 pub mod template;
 pub mod udp;
 pub(crate) mod udp_family;
+pub mod upnp;
 
 /// Ethernet + IPv4 header length of every probe (no IP options).
 pub const ETH_IP_LEN: usize = 14 + 20;
@@ -371,6 +372,7 @@ pub static REGISTRY: &[ProbeInfo] = &[
     icmp_echo_time::INFO,
     udp::INFO,
     ntp::INFO,
+    upnp::INFO,
 ];
 
 /// The default module.
@@ -688,7 +690,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\nupnp\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -705,6 +707,7 @@ mod tests {
             create("tcp_synackscan", None).unwrap(),
             create("icmp_echo_time", None).unwrap(),
             create("ntp", None).unwrap(),
+            create("upnp", None).unwrap(),
         ]
     }
 
