@@ -39,6 +39,7 @@ use crate::fields::{FieldDef, FieldType, Record};
 use crate::validate::Validator;
 
 pub mod adapter;
+pub mod bacnet;
 pub mod icmp_echo_time;
 pub mod icmp_echoscan;
 pub mod ntp;
@@ -373,6 +374,7 @@ pub static REGISTRY: &[ProbeInfo] = &[
     udp::INFO,
     ntp::INFO,
     upnp::INFO,
+    bacnet::INFO,
 ];
 
 /// The default module.
@@ -690,7 +692,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\nupnp\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\nupnp\nbacnet\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -708,6 +710,7 @@ mod tests {
             create("icmp_echo_time", None).unwrap(),
             create("ntp", None).unwrap(),
             create("upnp", None).unwrap(),
+            create("bacnet", None).unwrap(),
         ]
     }
 
