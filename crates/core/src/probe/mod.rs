@@ -42,6 +42,7 @@ pub mod adapter;
 pub mod bacnet;
 pub mod icmp_echo_time;
 pub mod icmp_echoscan;
+pub mod ipip;
 pub mod ntp;
 pub mod payload;
 pub mod tcp_synackscan;
@@ -375,6 +376,7 @@ pub static REGISTRY: &[ProbeInfo] = &[
     ntp::INFO,
     upnp::INFO,
     bacnet::INFO,
+    ipip::INFO,
 ];
 
 /// The default module.
@@ -692,7 +694,7 @@ mod tests {
     fn registry_order_and_errors() {
         assert_eq!(
             list_probe_modules(),
-            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\nupnp\nbacnet\n"
+            "tcp_synscan\ntcp_synackscan\nicmp_echoscan\nicmp_echo_time\nudp\nntp\nupnp\nbacnet\nipip\n"
         );
         assert!(lookup("tcp_synscan").is_some());
         let e = create("nope", None).err().unwrap();
@@ -718,6 +720,8 @@ mod tests {
     /// header) and whose ICMP errors must quote 48 bytes.
     fn every_module() -> Vec<Box<dyn ProbeModule>> {
         let mut v = all_modules();
+        v.push(create("ipip", None).unwrap());
+        v.push(create("ipip", Some("hex:00")).unwrap());
         v
     }
 
