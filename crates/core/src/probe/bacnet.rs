@@ -340,4 +340,22 @@ mod tests {
         assert_eq!(g("icmp_code"), Value::Int(3));
         assert_eq!(g("saddr"), Value::Str("198.19.3.4"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn invoke_id_is_the_top_byte_of_v1(host in proptest::num::u16::ANY, dport in 1u16..) {
+            let env = Env::new(&[dport]);
+            let cfg = env.config(&[dport]);
+            let dst = Ipv4Addr::new(198, 19, (host >> 8) as u8, host as u8);
+            let mut buf = vec![0u8; 128];
+            BacnetScan.prepare(&mut buf, &cfg);
+            let v = env.validator.words(US, dst, dport);
+            let p = ProbeInput { src: US, dst, dport, probe_num: 0, validation: v, now: Default::default() };
+            let n = BacnetScan.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
+            proptest::prop_assert_eq!(buf[PAYLOAD_AT + INVOKE_ID_AT], (v[1] >> 24) as u8);
+            let mut want = REQUEST;
+            want[INVOKE_ID_AT] = (v[1] >> 24) as u8;
+            proptest::prop_assert_eq!(&buf[PAYLOAD_AT..n], &want[..]);
+        }
+    }
 }

@@ -370,4 +370,35 @@ mod tests {
             Err(Reject::NotOurs)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn rtt_is_receive_minus_send(
+            sent_us in 0u64..(u64::from(u32::MAX) * 1_000_000), rtt in 0u64..10_000_000,
+            host in proptest::num::u16::ANY,
+        ) {
+            let env = Env::new(&[]);
+            let chk = env.check(None);
+            let m = IcmpEchoTime::new(None).unwrap();
+            let cfg = env.config(&[]);
+            let dst = std::net::Ipv4Addr::new(198, 19, (host >> 8) as u8, host as u8);
+            let mut buf = vec![0u8; 128];
+            m.prepare(&mut buf, &cfg);
+            let v = env.validator.words(US, dst, 0);
+            let now = Duration::from_micros(sent_us);
+            let p = ProbeInput { src: US, dst, dport: 0, probe_num: 0, validation: v, now };
+            let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
+            let r = echo_reply(dst, US, (v[1] & 0xffff) as u16, (v[2] & 0xffff) as u16, &buf[42..n]);
+            proptest::prop_assert_eq!(m.validate(&r, &chk), Ok(ReplyKind::EchoReply));
+            let schema = Schema::for_module(m.fields());
+            let mut rec = Record::for_schema(&schema);
+            m.classify(&r, &ReplyKind::EchoReply, &mut rec, schema.module_start());
+            m.set_capture_time(&mut rec, schema.module_start(), now + Duration::from_micros(rtt));
+            proptest::prop_assert_eq!(rec.get(schema.index_of("rtt_us").unwrap()), Value::Int(rtt));
+            proptest::prop_assert_eq!(
+                rec.get(schema.index_of("dst_raw").unwrap()),
+                Value::Int(u64::from(u32::from_ne_bytes(dst.octets())))
+            );
+        }
+    }
 }

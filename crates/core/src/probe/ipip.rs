@@ -442,4 +442,31 @@ mod tests {
             Err(Reject::PortOutsideWindow)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn every_probe_reflected_or_quoted_validates(
+            host in proptest::num::u16::ANY, dport in 1u16.., probe in 0u32..4, plen in 0usize..=200,
+        ) {
+            let mut env = Env::new(&[dport]);
+            env.probes = 4;
+            let chk = env.check(None);
+            let cfg = env.config(&[dport]);
+            let m = IpipScan::new(Some(&format!("text:{}", "p".repeat(plen)))).unwrap();
+            let dst = Ipv4Addr::new(198, 19, (host >> 8) as u8, host as u8);
+            let mut buf = vec![0u8; 512];
+            m.prepare(&mut buf, &cfg);
+            let v = env.validator.words(US, dst, dport);
+            let p = ProbeInput { src: US, dst, dport, probe_num: probe, validation: v, now: Default::default() };
+            let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(2));
+            proptest::prop_assert_eq!(n, 62 + plen);
+            let inner = SlicedPacket::from_ip(&buf[INNER_AT..n]).unwrap();
+            let Some(TransportSlice::Udp(u)) = inner.transport else { panic!() };
+            proptest::prop_assert_eq!(u.source_port(), cfg.source_port(v[1], probe));
+            proptest::prop_assert_eq!(u.payload().len(), plen);
+            proptest::prop_assert_eq!(m.validate(&buf[INNER_AT..n], &chk), Ok(ReplyKind::Udp));
+            let e = icmp_error(ROUTER, US, 3, 2, &buf[14..n], 48);
+            proptest::prop_assert_eq!(m.validate(&e, &chk), Ok(ReplyKind::IcmpError));
+        }
+    }
 }
