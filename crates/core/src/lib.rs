@@ -18,3 +18,4 @@ pub mod monitor;
 pub mod probe;
 pub mod rate;
 pub mod target;
+pub mod validate;

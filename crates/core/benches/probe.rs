@@ -1,0 +1,153 @@
+//! Packet build and reply validation/classification speed, per probe module.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rzmap_core::aesrand::AesRand;
+use rzmap_core::fields::{Record, Schema};
+use rzmap_core::probe::{self, PortBitmap, ProbeConfig, ProbeInput, ProbeModule, ReplyCheck};
+use rzmap_core::validate::Validator;
+
+const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+fn modules() -> Vec<(&'static str, Box<dyn ProbeModule>)> {
+    vec![
+        ("tcp_synscan", probe::create("tcp_synscan", None).unwrap()),
+        ("icmp_echoscan", probe::create("icmp_echoscan", None).unwrap()),
+        ("udp", probe::create("udp", Some("text:hello world")).unwrap()),
+    ]
+}
+
+fn config() -> ProbeConfig {
+    ProbeConfig {
+        target_ports: vec![80],
+        ..ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+    }
+}
+
+fn bench_words(c: &mut Criterion) {
+    let v = Validator::new([9; 16]);
+    let mut i = 0u32;
+    c.bench_function("validator_words", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(v.words(US, Ipv4Addr::from(i), 80))
+        })
+    });
+}
+
+fn bench_make(c: &mut Criterion) {
+    let v = Validator::new([9; 16]);
+    let cfg = config();
+    let mut g = c.benchmark_group("make");
+    g.throughput(Throughput::Elements(1));
+    for (name, m) in modules() {
+        let mut buf = vec![0u8; 2048];
+        m.prepare(&mut buf, &cfg);
+        let mut rng = AesRand::from_seed(1);
+        let mut i = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let dst = Ipv4Addr::from(0xc613_0000 | (i & 0xffff));
+                let validation = v.words(US, dst, 80);
+                let p = ProbeInput {
+                    src: US,
+                    dst,
+                    dport: 80,
+                    probe_num: 0,
+                    validation,
+                    now: Default::default(),
+                };
+                black_box(m.make(&mut buf, &cfg, &p, &mut rng))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A matching reply for each module, built by hand: SYN-ACK, echo reply, UDP.
+fn reply_for(name: &str, v: &Validator, cfg: &ProbeConfig) -> Vec<u8> {
+    let target = Ipv4Addr::new(198, 19, 1, 2);
+    let (proto, l4): (u8, Vec<u8>) = match name {
+        "tcp_synscan" => {
+            let w = v.words(US, target, 80);
+            let mut t = vec![0u8; 24];
+            t[0..2].copy_from_slice(&80u16.to_be_bytes());
+            t[2..4].copy_from_slice(&cfg.source_port(w[1], 0).to_be_bytes());
+            t[8..12].copy_from_slice(&w[0].wrapping_add(1).to_be_bytes());
+            t[12] = 6 << 4;
+            t[13] = 0x12;
+            t[20..24].copy_from_slice(&[2, 4, 5, 0xb4]);
+            (6, t)
+        }
+        "icmp_echoscan" => {
+            let w = v.words(US, target, 0);
+            let mut t = vec![0u8; 28];
+            t[4..6].copy_from_slice(&((w[1] & 0xffff) as u16).to_be_bytes());
+            t[6..8].copy_from_slice(&((w[2] & 0xffff) as u16).to_be_bytes());
+            (1, t)
+        }
+        _ => {
+            let w = v.words(US, target, 80);
+            let mut t = vec![0u8; 8 + 32];
+            t[0..2].copy_from_slice(&80u16.to_be_bytes());
+            t[2..4].copy_from_slice(&cfg.source_port(w[1], 0).to_be_bytes());
+            t[4..6].copy_from_slice(&40u16.to_be_bytes());
+            (17, t)
+        }
+    };
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip[8] = 60;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&target.octets());
+    ip[16..20].copy_from_slice(&US.octets());
+    ip.extend_from_slice(&l4);
+    ip
+}
+
+fn bench_validate_classify(c: &mut Criterion) {
+    let v = Validator::new([9; 16]);
+    let cfg = config();
+    let ports = PortBitmap::new(&[80]);
+    let scope = |a: Ipv4Addr| a.octets()[0] == 198 && a.octets()[1] == 19;
+    let chk = ReplyCheck {
+        validator: &v,
+        sport_first: cfg.sport_first,
+        sport_count: cfg.sport_count,
+        probes: 1,
+        in_scope: &scope,
+        target_ports: &ports,
+        validate_source_port: None,
+    };
+    let mut g = c.benchmark_group("validate_classify");
+    g.throughput(Throughput::Elements(1));
+    for (name, m) in modules() {
+        let pkt = reply_for(name, &v, &cfg);
+        let kind = m.validate(&pkt, &chk).expect("bench reply validates");
+        let schema = Schema::for_module(m.fields());
+        let mut rec = Record::for_schema(&schema);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let k = m.validate(black_box(&pkt), &chk).unwrap_or(kind);
+                rec.clear();
+                m.classify(&pkt, &k, &mut rec, schema.module_start());
+            })
+        });
+        g.bench_function(format!("{name}/validate_only"), |b| {
+            b.iter(|| black_box(m.validate(black_box(&pkt), &chk)))
+        });
+        g.bench_function(format!("{name}/reject"), |b| {
+            let mut bad = pkt.clone();
+            bad[12] ^= 0xff; // source out of scope
+            b.iter(|| black_box(m.validate(black_box(&bad), &chk)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_words, bench_make, bench_validate_classify);
+criterion_main!(benches);
