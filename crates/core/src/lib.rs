@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod handshake;
 pub mod iter;
 pub mod link;
 pub mod monitor;
