@@ -145,7 +145,7 @@ impl HandshakeConfig {
             link: LinkHeader::Ethernet { src: [0; 6], dst: [0; 6] },
             our_wscale: Some(8),
             our_tsval: None,
-            hash_seed: 0x5eed_0f_2a11,
+            hash_seed: 0x5eed_0f2a_11d5,
             done_reserve: 0,
             verify_checksums: true,
         }
@@ -562,10 +562,10 @@ impl HandshakeTable {
         if acked > e.snd_una.wrapping_sub(e.iss1) {
             e.snd_una = t.ack();
         }
-        if e.ts_ok && rel <= i64::from(contig) {
-            if let Some(val) = tsval(&t) {
-                e.ts_recent = val;
-            }
+        // RFC 7323: remember the TSval of segments that do not start beyond what we have.
+        let in_order = e.ts_ok && rel <= i64::from(contig);
+        if let Some(val) = tsval(&t).filter(|_| in_order) {
+            e.ts_recent = val;
         }
         if !data.is_empty() {
             let skip = usize::try_from((-rel).max(0)).unwrap_or(usize::MAX).min(data.len());
@@ -915,8 +915,11 @@ fn timeout_class(e: &Entry) -> BannerClass {
     if e.reasm.contiguous() > 0 { BannerClass::Banner } else { BannerClass::NoBanner }
 }
 
+/// Views of a received packet's IP header and TCP segment.
+type Views<'a> = (Ipv4Packet<&'a [u8]>, TcpPacket<&'a [u8]>);
+
 /// A whole, unfragmented IPv4/TCP packet.
-fn parse(ip: &[u8]) -> Option<(Ipv4Packet<&[u8]>, TcpPacket<&[u8]>)> {
+fn parse(ip: &[u8]) -> Option<Views<'_>> {
     let p = Ipv4Packet::new_checked(ip).ok()?;
     if p.protocol() != ipv4::PROTO_TCP || p.more_frags() || p.frag_offset() != 0 {
         return None;
