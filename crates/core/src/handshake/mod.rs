@@ -406,6 +406,11 @@ impl HandshakeTable {
         &self.stats
     }
 
+    /// Size of one connection entry (without its arena share).
+    pub const fn entry_size() -> usize {
+        std::mem::size_of::<Entry>()
+    }
+
     /// Bytes of memory one slot costs: the entry, its arena share and its index share.
     pub fn bytes_per_slot(&self) -> usize {
         std::mem::size_of::<Entry>()
