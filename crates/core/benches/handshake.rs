@@ -137,8 +137,8 @@ fn bench_loaded(c: &mut Criterion) {
     let mut out = vec![0u8; 2048];
     let mut close = vec![0u8; 256];
     let now = Instant::now();
-    for k in 0..CAP {
-        table.on_synack(&synacks[k], now, 1, PAYLOAD, &mut out);
+    for s in &synacks[..CAP] {
+        table.on_synack(s, now, 1, PAYLOAD, &mut out);
     }
     let mut i = CAP;
     let mut g = c.benchmark_group("handshake");
