@@ -25,6 +25,8 @@ use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::tcp::{self, TcpOption, TcpOptions, TcpPacket};
 
 use crate::fields::{FieldDef, FieldType, Record};
+use crate::probe::ProbeConfig;
+use crate::probe::tcp_synscan::OptionStyle;
 
 pub mod reassembly;
 mod segment;
@@ -148,6 +150,34 @@ impl HandshakeConfig {
             hash_seed: 0x5eed_0f2a_11d5,
             done_reserve: 0,
             verify_checksums: true,
+        }
+    }
+}
+
+impl HandshakeConfig {
+    /// The settings matching the SYNs `tcp_synscan` sends with `style` and `probe` (TTL,
+    /// MACs, the window scale and timestamp our SYN announced), for `capacity` connections
+    /// of at most `timeout` and `max_bytes`.
+    pub fn for_tcp_synscan(
+        probe: &ProbeConfig,
+        style: OptionStyle,
+        capacity: usize,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Self {
+        let (our_wscale, our_tsval) = match style {
+            OptionStyle::Windows => (Some(8), None),
+            OptionStyle::Linux => (Some(7), Some(probe.timestamp)),
+            OptionStyle::Bsd => (Some(6), Some(probe.timestamp)),
+            OptionStyle::SmallestProbes => (None, None),
+        };
+        Self {
+            max_bytes,
+            ttl: probe.ttl,
+            link: LinkHeader::Ethernet { src: probe.src_mac, dst: probe.gw_mac },
+            our_wscale,
+            our_tsval,
+            ..Self::new(capacity, timeout)
         }
     }
 }

@@ -592,6 +592,39 @@ fn index_survives_churn() {
 }
 
 #[test]
+fn config_follows_the_synscan_option_style() {
+    use crate::probe::tcp_synscan::{OptionStyle, TcpSynScan};
+    let mut probe = crate::probe::ProbeConfig::new(MAC_US, MAC_GW);
+    probe.ttl = 33;
+    probe.timestamp = 1234;
+    let d = Duration::from_secs(3);
+    let c = HandshakeConfig::for_tcp_synscan(&probe, OptionStyle::Linux, 10, d, 99);
+    assert_eq!((c.our_wscale, c.our_tsval, c.ttl, c.max_bytes), (Some(7), Some(1234), 33, 99));
+    assert_eq!(c.link, LinkHeader::Ethernet { src: MAC_US, dst: MAC_GW });
+    let c = HandshakeConfig::for_tcp_synscan(&probe, OptionStyle::Windows, 10, d, 99);
+    assert_eq!((c.our_wscale, c.our_tsval), (Some(8), None));
+    let c = HandshakeConfig::for_tcp_synscan(&probe, OptionStyle::SmallestProbes, 10, d, 99);
+    assert_eq!((c.our_wscale, c.our_tsval), (None, None));
+    let c = HandshakeConfig::for_tcp_synscan(&probe, OptionStyle::Bsd, 10, d, 99);
+    assert_eq!((c.our_wscale, c.our_tsval), (Some(6), Some(1234)));
+    // The shifts agree with the options the module really writes.
+    for style in [OptionStyle::Windows, OptionStyle::Linux, OptionStyle::Bsd] {
+        let m = TcpSynScan::new(Some(style.name())).expect("style");
+        let mut buf = [0u8; 128];
+        crate::probe::ProbeModule::prepare(&m, &mut buf, &probe);
+        let t = TcpPacket::new_checked(&buf[34..34 + style.tcp_len()]).expect("tcp");
+        let ws = TcpOptions::new(t.options()).find_map(|o| match o {
+            Ok(TcpOption::WindowScale(s)) => Some(s),
+            _ => None,
+        });
+        let c = HandshakeConfig::for_tcp_synscan(&probe, style, 1, d, 1);
+        assert_eq!(ws, c.our_wscale, "{style:?}");
+        let ts = TcpOptions::new(t.options()).any(|o| matches!(o, Ok(TcpOption::Timestamp { .. })));
+        assert_eq!(ts, c.our_tsval.is_some(), "{style:?}");
+    }
+}
+
+#[test]
 fn banner_field_definitions() {
     assert_eq!(BANNER_FIELDS[0].name, "data");
     assert_eq!(BANNER_FIELDS[0].ty, FieldType::Bin);
