@@ -314,7 +314,8 @@ struct Entry {
     /// The server's latest TSval (echoed in our TSecr).
     ts_recent: u32,
     reasm: Reassembly,
-    deadline: Instant,
+    /// When the connection times out (`None` for a free slot).
+    deadline: Option<Instant>,
     prev: u32,
     next: u32,
 }
@@ -386,7 +387,7 @@ impl HandshakeTable {
             fin_at: NO_FIN,
             ts_recent: 0,
             reasm: Reassembly::new(),
-            deadline: Instant::now(),
+            deadline: None,
             prev: NIL,
             next: NIL,
         };
@@ -536,7 +537,7 @@ impl HandshakeTable {
             fin_at: NO_FIN,
             ts_recent: peer_ts.unwrap_or(0),
             reasm: Reassembly::new(),
-            deadline: now + self.cfg.timeout,
+            deadline: now.checked_add(self.cfg.timeout),
             prev: NIL,
             next: NIL,
         };
@@ -654,7 +655,8 @@ impl HandshakeTable {
     ) -> usize {
         while self.age.head != NIL {
             let slot = self.age.head as usize;
-            if self.entries[slot].deadline > now {
+            // A timeout too large to represent never expires.
+            if self.entries[slot].deadline.is_none_or(|d| d > now) {
                 break;
             }
             let class = timeout_class(&self.entries[slot]);

@@ -298,6 +298,44 @@ fn server_reset_finishes_silently_and_keeps_bytes() {
 }
 
 #[test]
+fn reset_before_any_data() {
+    let (mut t, now) = started(config(), &[]);
+    let mut out = [0u8; 256];
+    let rst = seg_fixed(
+        IRS.wrapping_add(1),
+        ISS.wrapping_add(1),
+        tcp::FLAG_RST | tcp::FLAG_ACK,
+        &[],
+        &[],
+    );
+    assert_eq!(t.on_segment(&rst, now, &mut out), Action::Finished(0));
+    assert_eq!(collect(&mut t, now), vec![(BannerClass::Reset, vec![], vec![], false)]);
+}
+
+#[test]
+fn eviction_and_finish_all_keep_collected_bytes() {
+    let cfg = HandshakeConfig { capacity: 1, ..config() };
+    let (mut t, now) = started(cfg, &[]);
+    let mut out = [0u8; 256];
+    t.on_segment(&data(0, b"partial", 0), now, &mut out);
+    // A second connection evicts the first, which had bytes: a banner, flagged evicted.
+    assert!(matches!(t.on_synack(&synack_from(1), now, 1, PAYLOAD, &mut out), Action::Send(_)));
+    let mut seen = Vec::new();
+    t.finish_all(&mut out, |f| {
+        assert!(decode(f.close_frame, true).rst);
+        seen.push((f.class, f.data.to_vec(), f.evicted));
+    });
+    assert_eq!(
+        seen,
+        vec![
+            (BannerClass::Banner, b"partial".to_vec(), true),
+            (BannerClass::NoBanner, vec![], false),
+        ]
+    );
+    assert_eq!(t.stats().finished, [1, 1, 0, 0]);
+}
+
+#[test]
 fn limit_reached_is_truncated() {
     let (mut t, now) = started(config(), &[]);
     let mut out = [0u8; 256];
