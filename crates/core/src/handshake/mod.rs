@@ -557,7 +557,8 @@ impl HandshakeTable {
 
     /// Handles any later TCP segment (the IP packet) from a server: collects its data,
     /// acknowledges it, or finishes the connection. Unknown, malformed and out-of-window
-    /// segments are ignored and counted.
+    /// segments are ignored and counted. (`_now` is taken for symmetry with `on_synack`;
+    /// timeouts are applied by [`Self::expire`] only.)
     pub fn on_segment(&mut self, ip: &[u8], _now: Instant, out: &mut [u8]) -> Action {
         let Some((ipp, t)) = parse(ip) else { return self.ignore(Ignored::Malformed) };
         if self.cfg.verify_checksums && !checksums_ok(&ipp, &t) {
