@@ -56,6 +56,21 @@ pub static BANNER_FIELDS: [FieldDef; 2] = [
     ),
 ];
 
+/// The `tcp_synscan` fields followed by [`BANNER_FIELDS`]: the module field list of a scan
+/// with banner grabbing (what `--list-output-fields` shows and `-f` accepts with `--banner`).
+pub static TCP_SYNSCAN_BANNER_FIELDS: [FieldDef; 18] = {
+    let s = &crate::probe::tcp_synscan::FIELDS;
+    let mut out = [BANNER_FIELDS[0]; 18];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = s[i];
+        i += 1;
+    }
+    out[16] = BANNER_FIELDS[0];
+    out[17] = BANNER_FIELDS[1];
+    out
+};
+
 /// How a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BannerClass {

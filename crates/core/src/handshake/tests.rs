@@ -663,6 +663,17 @@ fn config_follows_the_synscan_option_style() {
 }
 
 #[test]
+fn combined_field_list() {
+    let s = &crate::probe::tcp_synscan::FIELDS;
+    assert_eq!(&TCP_SYNSCAN_BANNER_FIELDS[..s.len()], &s[..]);
+    assert_eq!(&TCP_SYNSCAN_BANNER_FIELDS[s.len()..], &BANNER_FIELDS[..]);
+    let schema = crate::fields::Schema::for_module(&TCP_SYNSCAN_BANNER_FIELDS);
+    let at = schema.index_of("data").expect("data");
+    assert_eq!(schema.index_of("banner_class"), Some(at + 1));
+    assert_eq!(at, schema.module_start() + s.len());
+}
+
+#[test]
 fn banner_field_definitions() {
     assert_eq!(BANNER_FIELDS[0].name, "data");
     assert_eq!(BANNER_FIELDS[0].ty, FieldType::Bin);
