@@ -71,6 +71,7 @@ fn steady_state_handling_does_not_allocate() {
     let cfg = HandshakeConfig {
         max_bytes: 48,
         link: LinkHeader::Ethernet { src: [2, 0, 0, 0, 0, 1], dst: [2, 0, 0, 0, 0, 2] },
+        idle_timeout: Some(Duration::from_millis(50)),
         ..HandshakeConfig::new(32, Duration::from_millis(100))
     };
     let mut table = HandshakeTable::with_config(cfg);

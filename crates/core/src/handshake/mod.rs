@@ -144,6 +144,10 @@ pub struct HandshakeConfig {
     /// Finished connections that may wait for [`HandshakeTable::expire`] beyond `capacity`
     /// (older ones are dropped unreported and counted). `0` picks `max(capacity / 8, 64)`.
     pub done_reserve: usize,
+    /// Finish a connection that has sent bytes once no new byte arrived for this long
+    /// (`--banner-idle`); servers that greet and then wait (SSH, SMTP, FTP) are reported
+    /// then instead of at `timeout`. `None`: only `timeout` applies.
+    pub idle_timeout: Option<Duration>,
     /// Verify the IP header and TCP checksums of received packets (a corrupted segment
     /// would otherwise corrupt the banner). Turn it off only where captured packets carry
     /// unfinished checksums (a veth peer with transmit checksum offload).
@@ -164,6 +168,7 @@ impl HandshakeConfig {
             our_tsval: None,
             hash_seed: 0x5eed_0f2a_11d5,
             done_reserve: 0,
+            idle_timeout: None,
             verify_checksums: true,
         }
     }
@@ -333,6 +338,10 @@ struct Entry {
     deadline: Option<Instant>,
     prev: u32,
     next: u32,
+    /// When the connection goes idle (`None`: not on the idle list).
+    idle_deadline: Option<Instant>,
+    idle_prev: u32,
+    idle_next: u32,
 }
 
 /// A doubly linked list threaded through the slab (the age list) or a singly linked FIFO
@@ -357,6 +366,9 @@ pub struct HandshakeTable {
     index: Vec<u32>,
     mask: usize,
     age: List,
+    /// Connections that sent bytes, least recently active first (all idle timeouts are
+    /// equal, so this is also idle-deadline order).
+    idle: List,
     done: List,
     free: List,
     live: usize,
@@ -405,6 +417,9 @@ impl HandshakeTable {
             deadline: None,
             prev: NIL,
             next: NIL,
+            idle_deadline: None,
+            idle_prev: NIL,
+            idle_next: NIL,
         };
         let mut entries = vec![blank; slots];
         for (i, e) in entries.iter_mut().enumerate() {
@@ -419,6 +434,7 @@ impl HandshakeTable {
             index: vec![NIL; index_len],
             mask: index_len - 1,
             age: List::EMPTY,
+            idle: List::EMPTY,
             done: List::EMPTY,
             free: List { head: 0, tail: (slots - 1) as u32 },
             live: 0,
@@ -555,6 +571,9 @@ impl HandshakeTable {
             deadline: now.checked_add(self.cfg.timeout),
             prev: NIL,
             next: NIL,
+            idle_deadline: None,
+            idle_prev: NIL,
+            idle_next: NIL,
         };
         let seg = self.spec(&e, iss1, irs1, tcp::FLAG_ACK | psh(payload), payload);
         let Some(n) = segment::write(out, &seg) else {
@@ -572,9 +591,9 @@ impl HandshakeTable {
 
     /// Handles any later TCP segment (the IP packet) from a server: collects its data,
     /// acknowledges it, or finishes the connection. Unknown, malformed and out-of-window
-    /// segments are ignored and counted. (`_now` is taken for symmetry with `on_synack`;
-    /// timeouts are applied by [`Self::expire`] only.)
-    pub fn on_segment(&mut self, ip: &[u8], _now: Instant, out: &mut [u8]) -> Action {
+    /// segments are ignored and counted. `now` restarts the idle timeout when new contiguous
+    /// bytes arrive; timeouts themselves are applied by [`Self::expire`].
+    pub fn on_segment(&mut self, ip: &[u8], now: Instant, out: &mut [u8]) -> Action {
         let Some((ipp, t)) = parse(ip) else { return self.ignore(Ignored::Malformed) };
         if self.cfg.verify_checksums && !checksums_ok(&ipp, &t) {
             return self.ignore(Ignored::BadChecksum);
@@ -625,7 +644,15 @@ impl HandshakeTable {
             let base = slot * self.slot_bytes + SYNACK_KEEP;
             let buf = &mut self.arena[base..base + self.cfg.max_bytes];
             match e.reasm.insert(buf, off, &data[skip..]) {
-                Inserted::New { .. } => {}
+                Inserted::New { advanced } => {
+                    // New contiguous bytes restart the idle timer.
+                    if let Some(idle) = self.cfg.idle_timeout.filter(|_| advanced > 0) {
+                        e.idle_deadline = now.checked_add(idle);
+                        self.entries[slot] = e;
+                        self.touch_idle(slot);
+                        e = self.entries[slot];
+                    }
+                }
                 Inserted::Duplicate => self.stats.retransmitted_data += 1,
                 Inserted::NoRoom => self.stats.reassembly_full += 1,
                 Inserted::BeyondLimit => {}
@@ -677,6 +704,13 @@ impl HandshakeTable {
             }
             let class = timeout_class(&self.entries[slot]);
             self.finish(slot, class, true);
+        }
+        while self.idle.head != NIL {
+            let slot = self.idle.head as usize;
+            if self.entries[slot].idle_deadline.is_none_or(|d| d > now) {
+                break;
+            }
+            self.finish(slot, BannerClass::Banner, true);
         }
         self.report_done(out, &mut emit)
     }
@@ -746,6 +780,7 @@ impl HandshakeTable {
     /// Moves a live connection to the done list.
     fn finish(&mut self, slot: usize, class: BannerClass, needs_rst: bool) {
         self.unlink_age(slot);
+        self.unlink_idle(slot);
         self.live -= 1;
         let e = &mut self.entries[slot];
         e.state = State::Done;
@@ -814,6 +849,48 @@ impl HandshakeTable {
             self.entries[self.free.tail as usize].next = slot as u32;
         }
         self.free.tail = slot as u32;
+    }
+
+    /// Puts a connection (its `idle_deadline` already set) at the tail of the idle list.
+    fn touch_idle(&mut self, slot: usize) {
+        self.unlink_idle_links(slot);
+        let s = slot as u32;
+        self.entries[slot].idle_prev = self.idle.tail;
+        self.entries[slot].idle_next = NIL;
+        if self.idle.tail == NIL {
+            self.idle.head = s;
+        } else {
+            self.entries[self.idle.tail as usize].idle_next = s;
+        }
+        self.idle.tail = s;
+    }
+
+    /// Takes a connection off the idle list, if it is on it.
+    fn unlink_idle(&mut self, slot: usize) {
+        if self.entries[slot].idle_deadline.take().is_some() {
+            self.unlink_idle_links(slot);
+        }
+    }
+
+    /// Unlinks a slot's idle-list links when they are in use (head or linked).
+    fn unlink_idle_links(&mut self, slot: usize) {
+        let s = slot as u32;
+        let Entry { idle_prev: prev, idle_next: next, .. } = self.entries[slot];
+        if prev == NIL && self.idle.head != s {
+            return; // not on the list
+        }
+        if prev == NIL {
+            self.idle.head = next;
+        } else {
+            self.entries[prev as usize].idle_next = next;
+        }
+        if next == NIL {
+            self.idle.tail = prev;
+        } else {
+            self.entries[next as usize].idle_prev = prev;
+        }
+        self.entries[slot].idle_prev = NIL;
+        self.entries[slot].idle_next = NIL;
     }
 
     fn unlink_age(&mut self, slot: usize) {

@@ -383,6 +383,89 @@ fn timeout_without_data_and_unacknowledged_payload() {
 }
 
 #[test]
+fn idle_timeout_reports_greeting_servers_early() {
+    let cfg = HandshakeConfig { idle_timeout: Some(Duration::from_millis(500)), ..config() };
+    let mut t = HandshakeTable::with_config(cfg);
+    let now = Instant::now();
+    let ms = |m: u64| now + Duration::from_millis(m);
+    let mut out = [0u8; 256];
+    // Three connections: A greets at 100 ms and again at 400 ms, B greets at 200 ms,
+    // C never sends anything.
+    for i in 0..3 {
+        t.on_synack(&synack_from(i), now, 1, PAYLOAD, &mut out);
+    }
+    let from = |i: u32, off: u32, d: &[u8]| peer_seg(i as u8, off, d, 0);
+    t.on_segment(&from(0, 0, b"220 "), ms(100), &mut out);
+    t.on_segment(&from(1, 0, b"SSH-2.0-x\r\n"), ms(200), &mut out);
+    t.on_segment(&from(0, 4, b"ready\r\n"), ms(400), &mut out);
+    // An out-of-order segment does not restart the idle timer of A.
+    t.on_segment(&from(0, 100, b"zz"), ms(450), &mut out);
+    let peers = |r: Vec<(BannerClass, Vec<u8>, Vec<u8>, bool)>| {
+        r.into_iter()
+            .map(|(c, d, close, _)| {
+                assert!(decode(&close, true).rst);
+                (c, d)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(collect(&mut t, ms(699)).is_empty());
+    assert_eq!(
+        peers(collect(&mut t, ms(700))),
+        vec![(BannerClass::Banner, b"SSH-2.0-x\r\n".to_vec())]
+    );
+    assert_eq!(
+        peers(collect(&mut t, ms(900))),
+        vec![(BannerClass::Banner, b"220 ready\r\n".to_vec())]
+    );
+    // C waits for the full timeout.
+    assert!(collect(&mut t, ms(4999)).is_empty());
+    assert_eq!(peers(collect(&mut t, ms(5000))), vec![(BannerClass::NoBanner, vec![])]);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn idle_list_survives_fin_reset_and_eviction() {
+    let cfg =
+        HandshakeConfig { capacity: 3, idle_timeout: Some(Duration::from_millis(100)), ..config() };
+    let mut t = HandshakeTable::with_config(cfg);
+    let now = Instant::now();
+    let mut out = [0u8; 256];
+    for i in 0..3 {
+        t.on_synack(&synack_from(i), now, 1, PAYLOAD, &mut out);
+        t.on_segment(&peer_seg(i as u8, 0, b"x", 0), now, &mut out);
+    }
+    // The second closes (FIN), the first resets; then three more arrive, and the last of
+    // them evicts the oldest live connection, the third. All leave the idle list.
+    assert!(matches!(
+        t.on_segment(&peer_seg(1, 1, &[], tcp::FLAG_FIN), now, &mut out),
+        Action::Finished(_)
+    ));
+    let mut rst = peer_seg(0, 1, &[], 0);
+    rst[33] = tcp::FLAG_RST;
+    refill(&mut rst);
+    assert_eq!(t.on_segment(&rst, now, &mut out), Action::Finished(0));
+    t.on_synack(&synack_from(3), now, 1, PAYLOAD, &mut out);
+    t.on_synack(&synack_from(4), now, 1, PAYLOAD, &mut out);
+    t.on_synack(&synack_from(5), now, 1, PAYLOAD, &mut out);
+    assert_eq!(t.stats().evicted, 1);
+    t.on_segment(&peer_seg(5, 0, b"y", 0), now + Duration::from_millis(50), &mut out);
+    let r = collect(&mut t, now + Duration::from_millis(120));
+    let classes: Vec<_> = r.iter().map(|x| (x.0, x.1.clone(), x.3)).collect();
+    assert_eq!(
+        classes,
+        vec![
+            (BannerClass::Banner, b"x".to_vec(), false),
+            (BannerClass::Reset, b"x".to_vec(), false),
+            (BannerClass::Banner, b"x".to_vec(), true),
+        ]
+    );
+    let r = collect(&mut t, now + Duration::from_millis(150));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, b"y");
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
 fn out_of_order_and_overlapping_segments_reassemble() {
     let (mut t, now) = started(config(), &[]);
     let mut out = [0u8; 256];
@@ -730,7 +813,13 @@ proptest! {
     /// keep the counts consistent, and every report's data is a prefix of the peer's stream.
     #[test]
     fn random_traffic_never_panics(ops in proptest::collection::vec(op(), 0..60)) {
-        let cfg = HandshakeConfig { capacity: 4, done_reserve: 2, max_bytes: 50, ..config() };
+        let cfg = HandshakeConfig {
+            capacity: 4,
+            done_reserve: 2,
+            max_bytes: 50,
+            idle_timeout: Some(Duration::from_millis(1500)),
+            ..config()
+        };
         let mut t = HandshakeTable::with_config(cfg);
         let start = Instant::now();
         let mut now = start;
