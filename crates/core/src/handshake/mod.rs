@@ -6,13 +6,14 @@
 //! takes the server's later segments: in-order data is collected up to `max_bytes`
 //! ([`reassembly`]), each data segment is acknowledged, and the connection is finished (a RST
 //! is written) when the limit is reached or the server sends FIN; a server RST finishes it
-//! silently. [`HandshakeTable::expire`] finishes connections whose timeout passed and hands
-//! every finished connection to the caller as a [`Finished`] (banner bytes, [`BannerClass`]).
+//! silently. [`HandshakeTable::expire`] finishes connections whose timeout (or idle timeout)
+//! passed and hands every finished connection to the caller as a [`Finished`] (banner bytes,
+//! [`BannerClass`]).
 //!
 //! Everything here is pure: no clock (callers pass `now`), no I/O, and no allocation after
 //! [`HandshakeTable::with_config`]: entries live in a fixed slab, banner bytes in a fixed arena
 //! (`max_bytes` per slot), the index is an open-addressing table of slot numbers, and the
-//! age, done and free lists are threaded through the slab.
+//! age, idle, done and free lists are threaded through the slab.
 //!
 //! The table is bounded on purpose: a scan can find far more open ports per second than it can
 //! keep connections for, so when `capacity` connections are in flight the oldest is finished
@@ -686,7 +687,8 @@ impl HandshakeTable {
         }
     }
 
-    /// Finishes connections whose timeout passed (class `banner` or `no-banner`), then reports
+    /// Finishes connections whose timeout passed (class `banner` or `no-banner`) or whose idle
+    /// timeout passed after their last new byte (`banner`), then reports
     /// every finished connection to `emit`, oldest first, and frees it. Timed-out and evicted
     /// connections come with the RST to send (written in `out`). Returns how many were
     /// reported. Call it every receive poll.
