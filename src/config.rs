@@ -65,10 +65,7 @@ impl MaxTargets {
     pub fn resolve(self, ports: usize) -> u64 {
         match self {
             MaxTargets::Count(n) => n,
-            MaxTargets::Percent(p) => {
-                let space = (1u64 << 32) as f64 * ports.max(1) as f64;
-                (space * p / 100.0) as u64
-            }
+            MaxTargets::Percent(p) => rzmap_core::iter::max_targets_from_percent(p, ports.max(1)),
         }
     }
 }

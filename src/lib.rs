@@ -8,13 +8,22 @@
 //! when both come from the same source; when one comes from the command line and the other
 //! from a config file, the command line's wins.
 //!
+//! Flow of [`run`]: parse the command line alone (to find `-C`), read the config file, parse
+//! both together, handle listings, validate into a [`config::ScanConfig`], build the
+//! [`plan::ScanPlan`] (probe module, ports, output plan, address space), then run the scan
+//! ([`scan::run`]: dry runs and live scans share one assembly).
+//!
 //! Debugging aid: with the environment variable [`DUMP_CONFIG_ENV`] set to `1`, rzmap prints
 //! the validated [`config::ScanConfig`] as JSON on standard output and exits without scanning.
 
 pub mod args;
 pub mod conffile;
 pub mod config;
+pub mod dryrun;
 pub mod listing;
+pub mod plan;
+pub mod scan;
+pub mod targets;
 
 use crate::args::Parsed;
 use crate::conffile::{ConfigFile, default_config_path, expand_tilde};
@@ -139,37 +148,91 @@ fn attribute(e: InputError, cli: &Parsed, conf: Option<&ConfigFile>) -> InputErr
     }
 }
 
+/// Prints clap's help followed by the help of the probe and output modules named on the
+/// command line (ZMap does the same).
+fn print_help(help: &clap::Error, argv: &[OsString]) -> i32 {
+    let rest: Vec<OsString> =
+        argv.iter().filter(|a| *a != "-h" && *a != "--help").cloned().collect();
+    let (probe_name, output_name) = match args::parse(&rest) {
+        Ok(p) => (p.args.probe_module, p.args.output_module),
+        Err(_) => (None, None),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", help.render());
+    let _ = out.write_all(
+        listing::module_help(
+            probe_name.as_deref().unwrap_or(rzmap_core::probe::DEFAULT_MODULE),
+            output_name.as_deref().unwrap_or("csv"),
+        )
+        .as_bytes(),
+    );
+    0
+}
+
+/// The logger `-v`, `-l` and `-L` ask for. `-L DIR` writes
+/// `DIR/rzmap-%Y-%m-%dT%H%M%S%z.log` (ZMap's name pattern with rzmap's name).
+fn open_logger(config: &config::ScanConfig) -> Result<Logger, InputError> {
+    let path = match &config.log {
+        config::LogDest::Stderr => return Ok(Logger::stderr(config.verbosity)),
+        config::LogDest::File(p) => p.clone(),
+        config::LogDest::Directory(d) => d.join(format!(
+            "rzmap-{}.log",
+            rzmap_core::monitor::now_local().format("%Y-%m-%dT%H%M%S%z")
+        )),
+    };
+    let flag = match config.log {
+        config::LogDest::Directory(_) => "--log-directory",
+        _ => "--log-file",
+    };
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| {
+            InputError::new(flag, format!("cannot open \"{}\": {e}", path.display()))
+        })?;
+    Ok(Logger::new(config.verbosity, false, Box::new(file)))
+}
+
+/// Writes to standard output, ignoring errors (a closed pipe is not worth a panic).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
-    let (cli, merged, conf) = parse_all(&argv)?;
+    let (cli, merged, conf) = match parse_all(&argv) {
+        Err(Failure::Clap(e)) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(print_help(&e, &argv));
+        }
+        other => other?,
+    };
     let mut args = merged.args;
     prefer_command_line(&cli, &mut args);
 
-    let mut out = std::io::stdout().lock();
     if args.list_probe_modules {
-        let _ = out.write_all(listing::probe_modules().as_bytes());
+        print_stdout(&listing::probe_modules());
         return Ok(0);
     }
     if args.list_output_modules {
-        let _ = out.write_all(listing::output_modules().as_bytes());
+        print_stdout(&listing::output_modules());
         return Ok(0);
     }
     if args.list_output_fields {
         let module = args.probe_module.as_deref().unwrap_or("tcp_synscan");
         let text = listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-        let _ = out.write_all(text.as_bytes());
+        print_stdout(&text);
         return Ok(0);
     }
 
     let config = config::resolve(&args, config::os_random_seed)
         .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-    let logger = Logger::stderr(config.verbosity);
+    let logger = open_logger(&config)?;
     for w in &config.warnings {
         logger.warn("rzmap", format_args!("{w}"));
     }
     if std::env::var_os(DUMP_CONFIG_ENV).is_some_and(|v| v == "1") {
         let json = serde_json::to_string_pretty(&config)
             .map_err(|e| InputError::new(DUMP_CONFIG_ENV, e.to_string()))?;
-        let _ = writeln!(out, "{json}");
+        print_stdout(&format!("{json}\n"));
         return Ok(0);
     }
     if config.netmap_wait_ping.is_some() {
@@ -183,6 +246,15 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
         )
         .into());
     }
-    let _ = writeln!(std::io::stderr(), "rzmap: live scanning is not built yet");
-    Ok(1)
+    if config.probe_module == "udp" && config.probe_args.as_deref() == Some("template-fields") {
+        print_stdout(&rzmap_core::probe::template::template_fields_listing());
+        return Ok(0);
+    }
+    let plan = plan::plan(config, &targets::system_resolver)
+        .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
+    for w in &plan.targets.warnings {
+        logger.warn("targets", format_args!("{w}"));
+    }
+    // Dry runs and live scans: one assembly, different links.
+    Ok(scan::run(plan, logger)?)
 }

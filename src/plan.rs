@@ -3,11 +3,14 @@
 
 use crate::config::ScanConfig;
 use crate::targets::{Resolver, Targets, build_targets};
+use rzmap_core::aesrand::AesRand;
 use rzmap_core::dedup::DedupMethod;
 use rzmap_core::error::InputError;
 use rzmap_core::fields::{FieldType, Schema};
+use rzmap_core::iter::{ScanOrder, Subshard};
 use rzmap_core::output::{OutputPlan, OutputRequest, plan_output};
 use rzmap_core::probe::{self, ProbeModule};
+use std::sync::Arc;
 
 /// Everything a scan needs to know before it touches the network.
 pub struct ScanPlan {
@@ -19,7 +22,7 @@ pub struct ScanPlan {
     pub schema: Schema,
     /// The ports to scan: `-p` in order, or `[0]` for modules without ports.
     pub ports: Vec<u16>,
-    /// `-n` resolved to a number of targets (`None`: no cap).
+    /// `-n` resolved to a number of targets (`None`: no cap; ZMap also treats 0 as no cap).
     pub max_targets: Option<u64>,
     /// `--dedup-method` resolved for the number of ports.
     pub dedup: DedupMethod,
@@ -71,11 +74,12 @@ impl ScanPlan {
         if threads > targets {
             threads = targets;
         }
-        if let Some(m) = self.max_targets {
-            if threads > 1 && 2 * threads >= m {
-                notes.push(format!("only {m} targets: using one sender thread"));
-                threads = 1;
-            }
+        if let Some(m) = self.max_targets
+            && threads > 1
+            && 2 * threads >= m
+        {
+            notes.push(format!("only {m} targets: using one sender thread"));
+            threads = 1;
         }
         let threads = threads.clamp(1, 255) as u8;
         let pps = self.packets_per_second();
@@ -86,6 +90,30 @@ impl ScanPlan {
             notes.push(format!("{pps} packets per second is a low rate: one thread, batch 1"));
         }
         (t, b, notes)
+    }
+}
+
+impl ScanPlan {
+    /// The permutation of this scan (ZMap's cycle, chosen from the seed).
+    pub fn scan_order(&self) -> Result<ScanOrder, InputError> {
+        let mut rand = AesRand::from_seed(self.config.seed);
+        ScanOrder::new(Arc::clone(&self.targets.space), self.ports.clone(), &mut rand)
+    }
+
+    /// The subshards of this instance's shard for `threads` sender threads, each with its
+    /// share of `-n` and the `-I` filter. Errors when the split does not fit (for example
+    /// more shards × threads than targets).
+    pub fn subshards(&self, order: &ScanOrder, threads: u8) -> Result<Vec<Subshard>, InputError> {
+        let (shard, shards) = (u32::from(self.config.shard), u32::from(self.config.shards));
+        (0..u32::from(threads))
+            .map(|t| {
+                let s = order.subshard(shard, shards, t, u32::from(threads), self.max_targets)?;
+                Ok(match &self.targets.ip_list {
+                    Some(list) => s.with_filter(Arc::clone(list)),
+                    None => s,
+                })
+            })
+            .collect()
     }
 }
 
@@ -125,7 +153,7 @@ pub fn plan(config: ScanConfig, resolver: Resolver<'_>) -> Result<ScanPlan, Inpu
     let mut warnings = config.warnings.clone();
     let (probe, ports) = probe_and_ports(&config)?;
     let dedup = config.dedup_method.resolve(ports.len())?;
-    let max_targets = config.max_targets.map(|m| m.resolve(ports.len()));
+    let max_targets = config.max_targets.map(|m| m.resolve(ports.len())).filter(|&n| n > 0);
     let schema = Schema::for_module(probe.fields());
     let output = plan_output(
         &OutputRequest {
@@ -223,6 +251,91 @@ mod tests {
         let p = plan_args(&["-p", "1", "-r", "100", "-b", "/dev/null", "198.18.0.0/24"]).unwrap();
         let (t, b, _) = p.threads_and_batch(8);
         assert_eq!((t, b), (1, 1));
+    }
+
+    fn order(p: &ScanPlan, threads: u8) -> Vec<Vec<String>> {
+        let o = p.scan_order().unwrap();
+        p.subshards(&o, threads)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.map(|(ip, port)| format!("{}:{port}", Ipv4Addr::from(ip))).collect())
+            .collect()
+    }
+
+    #[test]
+    fn command_line_gives_zmaps_verified_target_orders() {
+        // Vectors checked against ZMap's ziterate (compat.md section 4).
+        let p = plan_args(&["-M", "icmp_echoscan", "-e", "1", "-b", "/dev/null", "198.19.0.0/30"])
+            .unwrap();
+        assert_eq!(
+            order(&p, 1),
+            [["198.19.0.1:0", "198.19.0.2:0", "198.19.0.0:0", "198.19.0.3:0"]]
+        );
+        let p = plan_args(&["-p", "80,443,8080", "-e", "7", "-b", "/dev/null", "198.19.0.0/29"])
+            .unwrap();
+        let got = &order(&p, 1)[0];
+        assert_eq!(
+            &got[..6],
+            [
+                "198.19.0.2:8080",
+                "198.19.0.3:80",
+                "198.19.0.2:80",
+                "198.19.0.1:8080",
+                "198.19.0.5:443",
+                "198.19.0.6:443"
+            ]
+        );
+        assert_eq!(got.len(), 24);
+        let shard = |n: &str| {
+            let p = plan_args(&[
+                "-M",
+                "icmp_echoscan",
+                "-e",
+                "99",
+                "--shards",
+                "3",
+                "--shard",
+                n,
+                "-b",
+                "/dev/null",
+                "198.19.0.0/28",
+            ])
+            .unwrap();
+            order(&p, 1)
+                .concat()
+                .iter()
+                .map(|t| t.trim_end_matches(":0").to_string())
+                .collect::<Vec<_>>()
+        };
+        let last = |v: Vec<String>| {
+            v.iter()
+                .map(|a| a.rsplit('.').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(last(shard("0")), "12 10 0 11 5 15");
+        assert_eq!(last(shard("1")), "14 2 7");
+        assert_eq!(last(shard("2")), "3 9 13 1 4 6 8");
+    }
+
+    #[test]
+    fn subshards_carry_the_limit_and_the_ip_list() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, b"198.19.0.3\n198.19.0.9\n").unwrap();
+        let path = f.path().display().to_string();
+        let p =
+            plan_args(&["-M", "icmp_echoscan", "-I", &path, "-b", "/dev/null", "198.19.0.0/28"])
+                .unwrap();
+        let mut got = order(&p, 2).concat();
+        got.sort();
+        assert_eq!(got, ["198.19.0.3:0", "198.19.0.9:0"]);
+        let p = plan_args(&["-p", "1", "-n", "5", "-b", "/dev/null", "198.19.0.0/24"]).unwrap();
+        assert_eq!(order(&p, 2).concat().len(), 5);
+        let p = plan_args(&["-p", "1", "-n", "0", "-b", "/dev/null", "198.19.0.0/24"]).unwrap();
+        assert_eq!(p.max_targets, None);
+        let p = plan_args(&["-p", "1", "-b", "/dev/null", "198.19.0.0/31"]).unwrap();
+        let o = p.scan_order().unwrap();
+        assert!(p.subshards(&o, 4).is_err(), "4 subshards over 2 targets");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rzmap_core::error::InputError;
 use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 
 /// ZMap warns when an `-I` list is smaller than this: the walk still covers the whole space.
 pub const SMALL_IP_LIST: u64 = 43_000;
@@ -27,9 +28,9 @@ pub type Resolver<'a> = &'a dyn Fn(&str) -> Result<Vec<Ipv4Addr>, String>;
 #[derive(Clone, Debug)]
 pub struct Targets {
     /// The allowed addresses with ZMap's index order.
-    pub space: TargetSpace,
+    pub space: Arc<TargetSpace>,
     /// `-I`: the only addresses actually probed (the walk skips the others).
-    pub ip_list: Option<IpList>,
+    pub ip_list: Option<Arc<IpList>>,
     /// The positional subnets as prefixes (host names expanded to /32s), for the metadata.
     pub cli_destinations: Vec<Ipv4Prefix>,
     /// Whether the built-in default blocklist was used (no `-b`).
@@ -43,10 +44,10 @@ pub fn system_resolver(host: &str) -> Result<Vec<Ipv4Addr>, String> {
     let addrs = (host, 0).to_socket_addrs().map_err(|e| e.to_string())?;
     let mut v4: Vec<Ipv4Addr> = Vec::new();
     for a in addrs {
-        if let IpAddr::V4(ip) = a.ip() {
-            if !v4.contains(&ip) {
-                v4.push(ip);
-            }
+        if let IpAddr::V4(ip) = a.ip()
+            && !v4.contains(&ip)
+        {
+            v4.push(ip);
         }
     }
     Ok(v4)
@@ -57,7 +58,8 @@ fn resolve_host(
     resolver: Resolver<'_>,
     err: impl Fn(String) -> InputError,
 ) -> Result<Vec<Ipv4Prefix>, InputError> {
-    let ips = resolver(host).map_err(|e| err(format!("cannot resolve host name \"{host}\": {e}")))?;
+    let ips =
+        resolver(host).map_err(|e| err(format!("cannot resolve host name \"{host}\": {e}")))?;
     if ips.is_empty() {
         return Err(err(format!("host name \"{host}\" has no IPv4 address")));
     }
@@ -76,7 +78,9 @@ pub fn parse_subnet_arg(arg: &str, resolver: Resolver<'_>) -> Result<Vec<Ipv4Pre
     let entries = parse_list(arg, &input, false).map_err(|e| {
         // parse_list reports "input:1:col: msg"; an argument has no lines.
         match e.position {
-            rzmap_core::error::Position::LineColumn(_, c) => InputError::at_column(&input, c, e.message),
+            rzmap_core::error::Position::LineColumn(_, c) => {
+                InputError::at_column(&input, c, e.message)
+            }
             _ => InputError::new(&input, e.message),
         }
     })?;
@@ -96,9 +100,8 @@ pub fn parse_subnet_arg(arg: &str, resolver: Resolver<'_>) -> Result<Vec<Ipv4Pre
 fn read_text(path: &Path) -> Result<String, InputError> {
     let bytes = std::fs::read(path)
         .map_err(|e| InputError::new(path.display().to_string(), format!("cannot read: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| {
-        InputError::new(path.display().to_string(), "not a text file (invalid UTF-8)")
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| InputError::new(path.display().to_string(), "not a text file (invalid UTF-8)"))
 }
 
 /// Reads an allowlist or blocklist file into prefixes, resolving host names. With
@@ -150,17 +153,15 @@ pub fn build_targets(cfg: &ScanConfig, resolver: Resolver<'_>) -> Result<Targets
         None => default_blocklist(),
     };
     let space = TargetSpace::new(allow.as_deref(), &block);
-    if default_blocklist_used {
-        if let Some(allow) = &allow {
-            let unblocked = TargetSpace::new(Some(allow), &[]).count();
-            let excluded = unblocked - space.count().min(unblocked);
-            if excluded > 0 {
-                warnings.push(format!(
-                    "the built-in blocklist of reserved ranges excludes {excluded} of the \
-                     {unblocked} requested addresses; give -b FILE (for example -b /dev/null) \
-                     to replace it"
-                ));
-            }
+    if default_blocklist_used && let Some(allow) = &allow {
+        let unblocked = TargetSpace::new(Some(allow), &[]).count();
+        let excluded = unblocked - space.count().min(unblocked);
+        if excluded > 0 {
+            warnings.push(format!(
+                "the built-in blocklist of reserved ranges excludes {excluded} of the \
+                 {unblocked} requested addresses; give -b FILE (for example -b /dev/null) \
+                 to replace it"
+            ));
         }
     }
     if space.is_empty() {
@@ -189,10 +190,16 @@ pub fn build_targets(cfg: &ScanConfig, resolver: Resolver<'_>) -> Result<Targets
                     space.count()
                 ));
             }
-            Some(list)
+            Some(Arc::new(list))
         }
     };
-    Ok(Targets { space, ip_list, cli_destinations, default_blocklist: default_blocklist_used, warnings })
+    Ok(Targets {
+        space: Arc::new(space),
+        ip_list,
+        cli_destinations,
+        default_blocklist: default_blocklist_used,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -214,10 +221,8 @@ mod tests {
     }
 
     fn cfg(subnets: &[&str]) -> ScanConfig {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("rzmap")
-            .chain(subnets.iter().copied())
-            .map(Into::into)
-            .collect();
+        let argv: Vec<std::ffi::OsString> =
+            std::iter::once("rzmap").chain(subnets.iter().copied()).map(Into::into).collect();
         let p = crate::args::parse(&argv).unwrap();
         crate::config::resolve(&p.args, || Ok(1)).unwrap()
     }
@@ -230,8 +235,14 @@ mod tests {
 
     #[test]
     fn subnet_arguments() {
-        assert_eq!(parse_subnet_arg("198.18.0.0/24", &no_dns).unwrap(), vec![prefix("198.18.0.0/24").unwrap()]);
-        assert_eq!(parse_subnet_arg("198.18.0.9", &no_dns).unwrap(), vec![prefix("198.18.0.9/32").unwrap()]);
+        assert_eq!(
+            parse_subnet_arg("198.18.0.0/24", &no_dns).unwrap(),
+            vec![prefix("198.18.0.0/24").unwrap()]
+        );
+        assert_eq!(
+            parse_subnet_arg("198.18.0.9", &no_dns).unwrap(),
+            vec![prefix("198.18.0.9/32").unwrap()]
+        );
         assert_eq!(
             parse_subnet_arg("two.example", &no_dns).unwrap(),
             vec![prefix("198.18.0.7/32").unwrap(), prefix("198.18.1.9/32").unwrap()]
@@ -297,7 +308,8 @@ mod tests {
         assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
         assert!(t.warnings[0].starts_with(&format!("skipped {p}:2:")));
         assert!(t.warnings[1].starts_with(&format!("skipped {p}:3: cannot resolve host name")));
-        let e = build_targets(&cfg(&["-w", "/nonexistent/allow"]), &no_dns).unwrap_err().to_string();
+        let e =
+            build_targets(&cfg(&["-w", "/nonexistent/allow"]), &no_dns).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/allow: cannot read: "), "{e}");
     }
 

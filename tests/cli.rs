@@ -41,6 +41,16 @@ fn fails_with(cmd: &mut Command, line: &str) {
     assert!(out.stdout.is_empty());
 }
 
+/// Like [`fails_with`], for messages other modules word: checks the start of the line.
+fn fails_starting_with(cmd: &mut Command, start: &str) {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(start), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn version_prints_name_and_version() {
     rzmap().arg("-V").assert().success().stdout(format!("rzmap {}\n", env!("CARGO_PKG_VERSION")));
@@ -153,10 +163,12 @@ fn config_file_values_apply_and_the_command_line_wins() {
 
 #[test]
 fn command_line_beats_an_exclusive_option_from_the_file() {
-    let f = conf("bandwidth 10M\nlog-file /tmp/x.log\n");
-    let c = resolved(rzmap().args(["-C", &path(&f), "-r", "100", "-L", "/tmp/logs"]));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().to_str().unwrap();
+    let f = conf(&format!("bandwidth 10M\nlog-file {logs}/x.log\n"));
+    let c = resolved(rzmap().args(["-C", &path(&f), "-r", "100", "-L", logs]));
     assert_eq!(c["rate"], serde_json::json!({"Packets": 100}));
-    assert_eq!(c["log"], serde_json::json!({"Directory": "/tmp/logs"}));
+    assert_eq!(c["log"], serde_json::json!({ "Directory": logs }));
     let c = resolved(rzmap().args(["-C", &path(&f)]));
     assert_eq!(c["rate"], serde_json::json!({"Bandwidth": 10_000_000}));
     // Both from the command line: an error.
@@ -319,14 +331,116 @@ fn one_line_errors_for_bad_values() {
 }
 
 #[test]
-fn listings_exit_zero() {
-    rzmap().arg("--list-probe-modules").assert().success();
-    rzmap().arg("--list-output-modules").assert().success();
+fn listings_come_from_the_registries() {
+    let out = rzmap().arg("--list-probe-modules").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("tcp_synscan\n"), "{text}");
+    for m in ["icmp_echoscan", "udp"] {
+        assert!(text.lines().any(|l| l == m), "{text}");
+    }
+
+    let out = rzmap().arg("--list-output-modules").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("csv\njson\n"));
+
     let out = rzmap().arg("--list-output-fields").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("saddr           string: source IP address of response\n"), "{text}");
+    assert!(text.contains("\nsport              int: "), "{text}");
     assert!(text.contains("\nrepeat            bool: "), "{text}");
+}
+
+#[test]
+fn list_output_fields_follows_the_module_from_cli_or_file() {
+    let out = rzmap().args(["--list-output-fields", "-M", "icmp_echoscan"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nicmp_id            int: "), "{text}");
+    assert!(!text.contains("\nsport "), "{text}");
+    let f = conf("probe-module icmp_echoscan\n");
+    let out = rzmap().args(["-C", &path(&f), "--list-output-fields"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("\nicmp_id "));
+    fails_starting_with(
+        rzmap().args(["--list-output-fields", "-M", "nosuch"]),
+        "rzmap: error: --probe-module: unknown probe module \"nosuch\" (available: tcp_synscan",
+    );
+}
+
+#[test]
+fn help_appends_the_selected_modules_help() {
+    let out = rzmap().args(["-M", "icmp_echoscan", "-h"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nProbe module (icmp_echoscan) help:\n"), "{text}");
+    assert!(text.contains("\nOutput module (csv) help:\n"), "{text}");
+}
+
+#[test]
+fn udp_template_fields_listing() {
+    let out = rzmap().args(["-M", "udp", "--probe-args=template-fields"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("SADDR") && text.contains("RAND_ALPHA"), "{text}");
+}
+
+#[test]
+fn module_port_and_target_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["198.18.0.1"],
+            "--target-ports: the tcp_synscan probe module needs target ports: give -p (for example -p 80)",
+        ),
+        (
+            &["-M", "icmp_echoscan", "-p", "80", "198.18.0.1"],
+            "--target-ports: the icmp_echoscan probe module does not use ports: leave out -p",
+        ),
+        (
+            &["-p", "80", "-b", "/nonexistent/b.txt"],
+            "/nonexistent/b.txt: cannot read: No such file or directory (os error 2)",
+        ),
+        (
+            &["-p", "80", "198.18.0.0/24"],
+            "targets: no address left to scan: the built-in blocklist of reserved ranges covers every requested address (give -b FILE to replace it)",
+        ),
+    ];
+    for (argv, want) in cases {
+        fails_with(rzmap().args(*argv), &format!("rzmap: error: {want}"));
+    }
+    let prefixes: &[(&[&str], &str)] = &[
+        (
+            &["-M", "nosuch", "-p", "1"],
+            "--probe-module: unknown probe module \"nosuch\" (available: tcp_synscan",
+        ),
+        (
+            &["-p", "80", "-O", "xml"],
+            "--output-module: unknown output module \"xml\" (available: csv, json",
+        ),
+        (&["-p", "80", "-f", "saddr,nosuch"], "--output-fields: column 7: "),
+        (&["-p", "80", "--output-filter", "success = = 1"], "--output-filter: "),
+        (&["-M", "udp", "-p", "53"], "--probe-args: "),
+        (&["-p", "80", "198.18.0.0/33"], "argument \"198.18.0.0/33\": column 12: "),
+    ];
+    for (argv, start) in prefixes {
+        fails_starting_with(rzmap().args(*argv), &format!("rzmap: error: {start}"));
+    }
+    // localhost resolves from /etc/hosts (no DNS query) to 127.0.0.1, which the built-in
+    // blocklist excludes.
+    fails_with(
+        rzmap().args(["-p", "80", "localhost"]),
+        "rzmap: error: targets: no address left to scan: the built-in blocklist of reserved ranges covers every requested address (give -b FILE to replace it)",
+    );
+    let f = conf("\nprobe-module nosuch\n");
+    fails_starting_with(
+        rzmap().args(["-C", &path(&f), "-p", "1"]),
+        &format!("rzmap: error: {}:2: --probe-module: unknown probe module \"nosuch\"", path(&f)),
+    );
+    let bad = conf("198.18.0.0/24\n10.0.0.0/40\n");
+    let out = rzmap().args(["-p", "80", "-b", &path(&bad)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with(&format!("rzmap: error: {}:2:", path(&bad))), "{err}");
+    assert_eq!(err.lines().count(), 1);
 }
 
 #[test]
@@ -345,4 +459,174 @@ fn warnings_are_logged_at_warn_level() {
         .output()
         .unwrap();
     assert!(out.stderr.is_empty());
+}
+
+/// rzmap for a dry run: inside a fresh network namespace when `unshare -n` works (root), so
+/// that even a bug could not reach a network; dry runs open no socket in any case.
+fn dry() -> Command {
+    let isolated = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut c = if isolated {
+        let mut c = Command::new("unshare");
+        c.arg("-n").arg(assert_cmd::cargo::cargo_bin("rzmap"));
+        c
+    } else {
+        Command::cargo_bin("rzmap").unwrap()
+    };
+    c.env("RZMAP_DEFAULT_CONFIG", "").env_remove("RZMAP_DUMP_CONFIG").arg("-q");
+    c
+}
+
+/// Runs a fast dry run and returns its (address, port) records.
+fn fast(args: &[&str]) -> Vec<String> {
+    let out = dry().arg("--fast-dryrun").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len() % 6, 0);
+    out.stdout
+        .chunks(6)
+        .map(|c| {
+            let port = u16::from_be_bytes([c[4], c[5]]);
+            format!("{}.{}.{}.{}:{port}", c[0], c[1], c[2], c[3])
+        })
+        .collect()
+}
+
+#[test]
+fn fast_dryrun_follows_zmaps_order() {
+    // Vectors checked against ZMap's ziterate (compat.md section 4).
+    assert_eq!(
+        fast(&["-M", "icmp_echoscan", "-e", "1", "-b", "/dev/null", "198.19.0.0/30"]),
+        ["198.19.0.1:0", "198.19.0.2:0", "198.19.0.0:0", "198.19.0.3:0"]
+    );
+    let got = fast(&["-p", "80,443,8080", "-e", "7", "-b", "/dev/null", "198.19.0.0/29"]);
+    assert_eq!(
+        &got[..6],
+        [
+            "198.19.0.2:8080",
+            "198.19.0.3:80",
+            "198.19.0.2:80",
+            "198.19.0.1:8080",
+            "198.19.0.5:443",
+            "198.19.0.6:443"
+        ]
+    );
+    let mut all = got.clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 24);
+}
+
+#[test]
+fn fast_dryrun_shards_threads_limits_and_lists() {
+    let base = ["-M", "icmp_echoscan", "-e", "99", "-b", "/dev/null", "198.19.0.0/28"];
+    let shard = |n: &str| {
+        let mut a = base.to_vec();
+        a.extend(["--shards", "3", "--shard", n]);
+        fast(&a)
+    };
+    let last = |v: Vec<String>| {
+        v.iter()
+            .map(|t| t.trim_end_matches(":0").rsplit('.').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(last(shard("0")), "12 10 0 11 5 15");
+    assert_eq!(last(shard("1")), "14 2 7");
+    assert_eq!(last(shard("2")), "3 9 13 1 4 6 8");
+
+    let mut a = base.to_vec();
+    a.extend(["-T", "2"]);
+    let mut two = fast(&a);
+    two.sort();
+    let mut one = fast(&base);
+    one.sort();
+    assert_eq!(two, one, "two threads cover the same set");
+    assert_eq!(one.len(), 16);
+
+    let mut a = base.to_vec();
+    a.extend(["-P", "3"]);
+    let three = fast(&a);
+    assert_eq!(three.len(), 48);
+    assert!(three.chunks(3).all(|c| c[0] == c[1] && c[1] == c[2]), "probes go back to back");
+
+    let mut a = base.to_vec();
+    a.extend(["-n", "5"]);
+    assert_eq!(fast(&a).len(), 5);
+
+    let ips = conf("198.19.0.3\n198.19.0.9\n# not 198.19.0.4\n");
+    let mut a = base.to_vec();
+    a.extend(["-I", ips.path().to_str().unwrap()]);
+    let mut got = fast(&a);
+    got.sort();
+    assert_eq!(got, ["198.19.0.3:0", "198.19.0.9:0"]);
+}
+
+#[test]
+fn text_dryrun_prints_each_probe() {
+    let out = dry()
+        .args(["-d", "-p", "80", "-e", "1", "-S", "198.18.0.1", "-b", "/dev/null"])
+        .arg("198.19.0.0/30")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let separators = text.lines().filter(|l| *l == "-".repeat(54)).count();
+    assert_eq!(separators, 4, "{text}");
+    let daddrs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split("daddr: ").nth(1))
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(daddrs, ["198.19.0.1", "198.19.0.2", "198.19.0.0", "198.19.0.3"]);
+    for l in text.lines().filter(|l| l.starts_with("tcp {")) {
+        assert!(l.contains("| dest: 80 |"), "{l}");
+    }
+    assert!(
+        text.lines().filter(|l| l.starts_with("ip {")).all(|l| l.contains("saddr: 198.18.0.1"))
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("eth {")).count(), 4);
+
+    // -X sends bare IP packets: no eth line.
+    let out = dry()
+        .args(["-d", "-X", "-p", "80", "-e", "1", "-b", "/dev/null", "198.19.0.0/30"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("ip {")).count(), 4);
+    assert_eq!(text.lines().filter(|l| l.starts_with("eth {")).count(), 0);
+}
+
+#[test]
+fn log_file_and_directory_receive_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("scan.log");
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010", "-l", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" [WARN] rzmap: 2 probes per target"), "{text}");
+
+    let out = rzmap()
+        .env("RZMAP_DUMP_CONFIG", "1")
+        .args(["-P", "2", "-s", "1000-1010", "-L", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("rzmap-") && n.ends_with(".log"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    fails_starting_with(
+        rzmap().args(["-l", "/nonexistent/dir/x.log"]),
+        "rzmap: error: --log-file: cannot open \"/nonexistent/dir/x.log\": ",
+    );
 }

@@ -74,6 +74,22 @@ pub struct LabInfo {
     pub serve_pid: Option<u32>,
 }
 
+/// Answers the net namespace has sent towards the scanner (counted at its output hook), to
+/// tell losses in the lab from losses in the scanner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyCounts {
+    /// TCP SYN-ACKs.
+    pub synack: u64,
+    /// TCP RSTs (from nftables for closed hosts, from the kernel for other ports).
+    pub rst: u64,
+    /// ICMP echo replies.
+    pub echo_reply: u64,
+    /// ICMP destination-unreachable messages (host and port unreachable).
+    pub unreachable: u64,
+    /// UDP datagrams (responder replies).
+    pub udp: u64,
+}
+
 /// A running lab. Dropping it tears everything down (responders, processes left in its
 /// namespaces, both namespaces), also while unwinding from a panic.
 pub struct Lab {
@@ -164,10 +180,21 @@ impl Lab {
         run(command("ip", &a))
     }
 
+    /// Sets `key=value` sysctls of namespace `ns` by writing `/proc/sys` from a thread inside
+    /// it (network sysctls are per namespace; no `sysctl` binary needed).
     fn sysctl(&self, ns: &str, settings: &[&str]) -> Result<(), LabError> {
-        let mut a = vec!["-q", "-w"];
-        a.extend_from_slice(settings);
-        run(in_netns(ns, "sysctl", &a)).map(|_| ())
+        crate::netns::in_netns(ns, || {
+            for kv in settings {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let path = format!("/proc/sys/{}", k.replace('.', "/"));
+                std::fs::write(&path, v).map_err(|e| LabError::Command {
+                    command: format!("sysctl -w {kv} (in {ns})"),
+                    status: "write failed".into(),
+                    stderr: format!("{path}: {e}"),
+                })?;
+            }
+            Ok(())
+        })?
     }
 
     fn setup(&mut self, mode: ResponderMode) -> Result<(), LabError> {
@@ -261,6 +288,8 @@ impl Lab {
         )?;
         let rules = nft::ruleset(&self.truth, &i.net_if, self.spec.http_port);
         run_with_input(in_netns(net, "nft", &["-f", "-"]), Some(rules.as_bytes()))?;
+        let rules = nft::scanner_ruleset(&i.scan_if);
+        run_with_input(in_netns(scan, "nft", &["-f", "-"]), Some(rules.as_bytes()))?;
         let cfg = ServeConfig {
             tcp_port: self.spec.tcp_port,
             udp_port: self.spec.udp_port,
@@ -352,14 +381,22 @@ impl Lab {
     }
 
     fn nft_json(&self, args: &[&str]) -> Result<serde_json::Value, LabError> {
+        self.nft_json_in(&self.info.net_ns, args)
+    }
+
+    fn nft_json_in(&self, ns: &str, args: &[&str]) -> Result<serde_json::Value, LabError> {
         let mut a = vec!["-j"];
         a.extend_from_slice(args);
-        let out = run(in_netns(&self.info.net_ns, "nft", &a))?;
+        let out = run(in_netns(ns, "nft", &a))?;
         serde_json::from_str(&out).map_err(|e| LabError::Other(format!("nft -j output: {e}")))
     }
 
     fn counter(&self, name: &str) -> Result<u64, LabError> {
-        let v = self.nft_json(&["list", "counter", "ip", nft::TABLE, name])?;
+        self.counter_in(&self.info.net_ns, name)
+    }
+
+    fn counter_in(&self, ns: &str, name: &str) -> Result<u64, LabError> {
+        let v = self.nft_json_in(ns, &["list", "counter", "ip", nft::TABLE, name])?;
         v["nftables"]
             .as_array()
             .into_iter()
@@ -378,6 +415,29 @@ impl Lab {
     /// prefix over the link so far.
     pub fn probe_packets(&self) -> Result<u64, LabError> {
         self.counter(nft::PROBES_COUNTER)
+    }
+
+    fn reply_counts(&self, ns: &str) -> Result<ReplyCounts, LabError> {
+        let [a, b, c, d, e] = nft::REPLY_COUNTERS;
+        Ok(ReplyCounts {
+            synack: self.counter_in(ns, a)?,
+            rst: self.counter_in(ns, b)?,
+            echo_reply: self.counter_in(ns, c)?,
+            unreachable: self.counter_in(ns, d)?,
+            udp: self.counter_in(ns, e)?,
+        })
+    }
+
+    /// Answers the net namespace sent towards the scanner so far, by kind.
+    pub fn replies_sent(&self) -> Result<ReplyCounts, LabError> {
+        self.reply_counts(&self.info.net_ns)
+    }
+
+    /// Answers that arrived in the scanner namespace over the link so far, by kind (counted at
+    /// prerouting, after AF_PACKET taps saw them): if these equal [`Lab::replies_sent`] but a
+    /// scanner missed results, the scanner's own receive path lost them.
+    pub fn replies_delivered(&self) -> Result<ReplyCounts, LabError> {
+        self.reply_counts(&self.info.scan_ns)
     }
 
     /// Probe-like packets received per destination address (addresses never probed are

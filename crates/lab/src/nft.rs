@@ -11,6 +11,10 @@ pub const BLOCKLISTED_COUNTER: &str = "blocklisted";
 /// Named counter of probe-like packets (TCP SYN without ACK, ICMP echo request, any UDP)
 /// that reached the prefix from the link.
 pub const PROBES_COUNTER: &str = "probes";
+/// Named counters of the answers the net namespace sent over the link, by kind
+/// (see [`crate::lab::ReplyCounts`]).
+pub const REPLY_COUNTERS: [&str; 5] =
+    ["sent_synack", "sent_rst", "sent_echo_reply", "sent_unreach", "sent_udp"];
 /// Dynamic set with a per-element counter of probe-like packets per destination address.
 pub const PROBED_SET: &str = "probed";
 
@@ -36,6 +40,9 @@ pub fn ruleset(truth: &Truth, link_if: &str, http_port: Option<u16>) -> String {
     let _ = writeln!(r, "table ip {TABLE} {{");
     let _ = writeln!(r, "  counter {BLOCKLISTED_COUNTER} {{ }}");
     let _ = writeln!(r, "  counter {PROBES_COUNTER} {{ }}");
+    for c in REPLY_COUNTERS {
+        let _ = writeln!(r, "  counter {c} {{ }}");
+    }
     let _ = writeln!(
         r,
         "  set {PROBED_SET} {{ type ipv4_addr; size {}; flags dynamic; counter; }}",
@@ -78,9 +85,42 @@ pub fn ruleset(truth: &Truth, link_if: &str, http_port: Option<u16>) -> String {
     tcp dport {tcp_ports} ip daddr != @tcp_open reject with tcp reset
     udp dport {udp} ip daddr != @udp_open reject with icmp type port-unreachable
   }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    oifname != \"{link_if}\" accept
+    tcp flags & (syn | ack) == syn | ack counter name \"sent_synack\" accept
+    tcp flags & rst == rst counter name \"sent_rst\" accept
+    icmp type echo-reply counter name \"sent_echo_reply\" accept
+    icmp type destination-unreachable counter name \"sent_unreach\" accept
+    meta l4proto udp counter name \"sent_udp\" accept
+  }}
 }}
 ",
         udp = truth.udp_port
+    );
+    r
+}
+
+/// The scanner namespace's ruleset: the same reply counters, counted where frames from the
+/// link enter the scanner's IP stack (prerouting; AF_PACKET taps have seen them by then).
+pub fn scanner_ruleset(link_if: &str) -> String {
+    let mut r = format!("table ip {TABLE} {{\n");
+    for c in REPLY_COUNTERS {
+        let _ = writeln!(r, "  counter {c} {{ }}");
+    }
+    let _ = write!(
+        r,
+        "  chain prerouting {{
+    type filter hook prerouting priority raw; policy accept;
+    iifname != \"{link_if}\" accept
+    tcp flags & (syn | ack) == syn | ack counter name \"sent_synack\" accept
+    tcp flags & rst == rst counter name \"sent_rst\" accept
+    icmp type echo-reply counter name \"sent_echo_reply\" accept
+    icmp type destination-unreachable counter name \"sent_unreach\" accept
+    meta l4proto udp counter name \"sent_udp\" accept
+  }}
+}}
+"
     );
     r
 }

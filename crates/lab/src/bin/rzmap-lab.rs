@@ -46,7 +46,9 @@ enum Cmd {
         tcp_port: u16,
         #[arg(long, default_value_t = 53)]
         udp_port: u16,
-        #[arg(long, default_value_t = 1000)]
+        /// Per-probe wait; keep it under the 1 s initial TCP retransmission timeout so every
+        /// address receives exactly one SYN.
+        #[arg(long, default_value_t = 700)]
         timeout_ms: u64,
         #[arg(long, default_value_t = 128)]
         threads: usize,
@@ -81,6 +83,13 @@ enum Cmd {
         /// Cooldown seconds.
         #[arg(long, default_value_t = 2)]
         cooldown: u64,
+        /// Also pass `-i <iface> -G <gateway MAC> -S <scanner IP>` instead of relying on the
+        /// scanner's own detection (Debian's zmap 4 hangs detecting the gateway MAC here).
+        #[arg(long)]
+        explicit_link: bool,
+        /// Kill the scanner after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
         /// Extra arguments for the scanner (after `--`).
         #[arg(last = true)]
         extra: Vec<String>,
@@ -241,14 +250,38 @@ fn down(id: Option<String>, stale: bool) -> ExitCode {
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn demo(spec: LabSpec, rzmap: PathBuf, rate: u64, cooldown: u64, extra: Vec<String>) -> ExitCode {
+/// Options of `rzmap-lab demo`.
+struct DemoOpts {
+    rzmap: PathBuf,
+    rate: u64,
+    cooldown: u64,
+    explicit_link: bool,
+    timeout: Duration,
+    extra: Vec<String>,
+}
+
+/// Sends `sig` to the scanner child, if one is running.
+fn signal_child(sig: Signal) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Stops the scanner: SIGTERM, then SIGKILL if it is still there 3 s later.
+fn stop_child() {
+    signal_child(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_secs(3));
+    signal_child(Signal::SIGKILL);
+}
+
+fn demo(spec: LabSpec, o: DemoOpts) -> ExitCode {
+    let DemoOpts { rzmap, rate, cooldown, explicit_link, timeout, extra } = o;
     let signals = block_signals();
     std::thread::spawn(move || {
         if signals.wait().is_ok() {
-            let pid = CHILD.load(Ordering::SeqCst);
-            if pid > 0 {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-            }
+            eprintln!("rzmap-lab: interrupted; stopping the scanner and tearing the lab down");
+            stop_child();
         }
     });
     let t0 = Instant::now();
@@ -292,7 +325,11 @@ fn demo(spec: LabSpec, rzmap: PathBuf, rate: u64, cooldown: u64, extra: Vec<Stri
     }
     let mut cmd = lab.scanner_cmd(&rzmap);
     cmd.args(["-p", &t.tcp_port.to_string(), &i.prefix.to_string(), "-r", &rate.to_string()]);
-    cmd.args(["-c", &cooldown.to_string(), "-b"]).arg(&bl).args(&extra);
+    cmd.args(["-c", &cooldown.to_string(), "-b"]).arg(&bl);
+    if explicit_link {
+        cmd.args(["-i", &i.scan_if, "-G", &i.gateway_mac, "-S", &i.scanner_ip.to_string()]);
+    }
+    cmd.args(&extra);
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
     eprintln!("rzmap-lab: running {}", rzmap_lab::cmd::show(&cmd));
     let t1 = Instant::now();
@@ -305,6 +342,14 @@ fn demo(spec: LabSpec, rzmap: PathBuf, rate: u64, cooldown: u64, extra: Vec<Stri
         }
     };
     CHILD.store(child.id() as i32, Ordering::SeqCst);
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        if CHILD.load(Ordering::SeqCst) == pid {
+            eprintln!("rzmap-lab: the scanner is still running after {timeout:?}; stopping it");
+            stop_child();
+        }
+    });
     let mut found = BTreeSet::new();
     let mut other_lines = 0usize;
     if let Some(out) = child.stdout.take() {
@@ -346,6 +391,17 @@ fn demo(spec: LabSpec, rzmap: PathBuf, rate: u64, cooldown: u64, extra: Vec<Stri
         i.prefix.size(),
         blocked.as_ref().map(|n| n.to_string()).unwrap_or_else(|e| e.to_string()),
     );
+    for (what, r) in [
+        ("sent by the lab", lab.replies_sent()),
+        ("delivered to the scanner ns", lab.replies_delivered()),
+    ] {
+        if let Ok(r) = r {
+            eprintln!(
+                "rzmap-lab: answers {what}: {} SYN-ACK, {} RST, {} ICMP unreachable, {} echo replies, {} UDP",
+                r.synack, r.rst, r.unreachable, r.echo_reply, r.udp
+            );
+        }
+    }
     let exact = missing == 0 && unexpected == 0 && matches!(blocked, Ok(0));
     eprintln!(
         "rzmap-lab: {}",
@@ -371,8 +427,9 @@ fn main() -> ExitCode {
         ),
         Cmd::Up { spec, no_truth } => up(spec.spec(), no_truth),
         Cmd::Down { id, stale } => down(id, stale),
-        Cmd::Demo { spec, rzmap, rate, cooldown, extra } => {
-            demo(spec.spec(), rzmap, rate, cooldown, extra)
+        Cmd::Demo { spec, rzmap, rate, cooldown, explicit_link, timeout, extra } => {
+            let timeout = Duration::from_secs(timeout);
+            demo(spec.spec(), DemoOpts { rzmap, rate, cooldown, explicit_link, timeout, extra })
         }
     }
 }
