@@ -85,7 +85,8 @@ def main():
 
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((a.iface, ETH_P_ALL))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    # SO_RCVBUFFORCE (root): a deep queue, so a descheduled injector misses no probe.
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
     our_mac = s.getsockname()[4][:6]
     print("ready", flush=True)
 
