@@ -145,7 +145,113 @@ pub fn scope(
 mod tests {
     use super::*;
     use rzmap_core::fields::{Schema, Value};
+    use rzmap_core::output::FieldSelection;
+    use rzmap_core::probe::{ProbeConfig, ProbeModule};
+    use rzmap_core::validate::Validator;
+    use std::io::{self, Write};
+    use std::sync::Mutex;
     use std::time::Duration;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 9);
+
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>, bool);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.1 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A TCP reply from HOST:80 to the port our probe used, with the given flags and ack.
+    fn reply(cfg: &ProbeConfig, v: [u32; 4], syn: bool, rst: bool, ack: u32) -> Vec<u8> {
+        let dport = cfg.source_port(v[1], 0);
+        let mut tcp = etherparse::TcpHeader::new(80, dport, 1000, 8192);
+        tcp.syn = syn;
+        tcp.rst = rst;
+        tcp.ack = true;
+        tcp.acknowledgment_number = ack;
+        let b = etherparse::PacketBuilder::ipv4(HOST.octets(), US.octets(), 50).tcp_header(tcp);
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn handler(filter: &str, broken: bool) -> (OutputHandler, Arc<Controls>, Buf, ProbeConfig) {
+        let module: Arc<dyn ProbeModule> =
+            Arc::from(rzmap_core::probe::create("tcp_synscan", None).unwrap());
+        let mut cfg = ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        cfg.target_ports = vec![80];
+        let validator = Validator::new([9; 16]);
+        let processor =
+            ReplyProcessor::new(module.clone(), &cfg, validator, Arc::new(|_: Ipv4Addr| true));
+        let schema = processor.schema().clone();
+        let fields =
+            FieldSelection::parse("saddr,classification,repeat,cooldown", &schema).unwrap();
+        let buf = Buf(Arc::new(Mutex::new(Vec::new())), broken);
+        let mut out = rzmap_core::output::create(
+            "csv",
+            &schema,
+            &fields,
+            !broken,
+            None,
+            Some(Box::new(buf.clone())),
+        )
+        .unwrap();
+        out.start().unwrap();
+        let controls = Controls::new(0);
+        let filter = Filter::compile(filter, &schema).unwrap();
+        (OutputHandler::new(processor, filter, out, controls.clone()), controls, buf, cfg)
+    }
+
+    #[test]
+    fn validated_replies_are_filtered_and_written() {
+        let (mut h, controls, buf, cfg) = handler("success = 1", false);
+        let v = Validator::new([9; 16]).words(US, HOST, 80);
+        let ts = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut hr = &mut h;
+        let synack = reply(&cfg, v, true, false, v[0].wrapping_add(1));
+        let verdict = hr.classify(&synack, ts).expect("a valid SYN-ACK");
+        assert!(verdict.success);
+        let flags = ResponseFlags { repeat: false, cooldown: true };
+        assert!(hr.emit(&synack, ts, &verdict, flags));
+        let rst = reply(&cfg, v, false, true, v[0]);
+        let verdict = hr.classify(&rst, ts).expect("a valid RST");
+        assert!(!verdict.success);
+        assert!(!hr.emit(&rst, ts, &verdict, flags), "the filter drops failures");
+        let forged = reply(&cfg, v, true, false, 12345);
+        assert!(hr.classify(&forged, ts).is_none());
+        hr.flush();
+        assert_eq!(h.processor().rejects().total(), 1);
+        assert!(h.close(Instant::now()).is_none());
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "saddr,classification,repeat,cooldown\n198.19.0.9,synack,0,1\n");
+        assert!(!controls.stop.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_closed_pipe_is_kept_and_stops_the_scan() {
+        let (mut h, controls, _buf, cfg) = handler("", true);
+        let v = Validator::new([9; 16]).words(US, HOST, 80);
+        let ts = SystemTime::now();
+        let mut hr = &mut h;
+        let synack = reply(&cfg, v, true, false, v[0].wrapping_add(1));
+        let verdict = hr.classify(&synack, ts).unwrap();
+        // Buffered: the failure shows at the next flush.
+        assert!(hr.emit(&synack, ts, &verdict, ResponseFlags::default()));
+        hr.flush();
+        assert!(controls.stop.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!hr.emit(&synack, ts, &verdict, ResponseFlags::default()));
+        let e = h.close(Instant::now()).expect("the first error is kept");
+        assert!(e.is_closed_pipe());
+    }
 
     #[test]
     fn system_fields_from_the_capture_time() {

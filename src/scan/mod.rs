@@ -6,7 +6,8 @@
 //!    split; `-r 0` is exempt). Sender thread `t` of shard `n` walks subshard `n × T + t`, with
 //!    its share of `-n` and the `-I` filter.
 //! 2. Each sender thread gets a [`ProbeSender`] whose template generator is seeded with the
-//!    next word of the scan's generator (after the cycle's two words), in thread order.
+//!    low 32 bits of the next word of the scan's generator (after the cycle's two words), in
+//!    thread order, as ZMap's modules do in their per-thread setup.
 //! 3. The validation key is random per run ([`Validator::from_os_random`]).
 //! 4. Links: `--dryrun` prints frames, `--fast-dryrun` writes 6 bytes per probe, a live scan
 //!    sends on AF_PACKET (or raw IP with `-X`) and captures on a TPACKET_V3 ring.
@@ -189,7 +190,8 @@ pub fn assemble(
                 Arc::clone(module),
                 Arc::clone(&probe_config),
                 validator.clone(),
-                AesRand::from_seed(rand.next_word()),
+                // ZMap keeps a 32-bit word: `uint32_t seed = aesrand_getword(zconf.aes)`.
+                AesRand::from_seed(rand.next_word() & 0xffff_ffff),
             )
         })
         .collect();
@@ -322,7 +324,11 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
     };
     let mut reporter = Reporter::new(
         shape,
-        Limits::new(config.max_sendto_failures, config.min_hitrate),
+        // A dry run receives nothing: its hitrate is always 0, so --min-hitrate does not apply.
+        Limits::new(
+            config.max_sendto_failures,
+            if config.dryrun == DryRun::Off { config.min_hitrate } else { 0.0 },
+        ),
         config.quiet,
         status_out,
         Arc::clone(&logger),
