@@ -931,6 +931,10 @@ fn forged_tcp_replies_are_rejected() {
     assert_eq!(counts.forged, 4 * silent.len() as u64);
     assert_eq!(counts.genuine, silent.len() as u64);
     let failed = r.meta_u64("validation_failed");
+    eprintln!(
+        "injector: {} probes seen, {} forged, {} genuine; validation_failed = {failed}",
+        counts.probes_seen, counts.forged, counts.genuine
+    );
     assert!(
         failed >= counts.forged,
         "validation_failed {failed} < {} forged\n{}",
