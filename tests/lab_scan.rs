@@ -789,6 +789,17 @@ fn threads_limits_and_cooldown() {
     let want: Set = probed.intersection(&open).copied().collect();
     assert_same("-n: open among the probed", &r.saddrs(), &want, &r);
 
+    // -n with two sender threads: the limit is split between them, still exactly N.
+    let before = t.probes();
+    let r = t.scan(&["-p", "80", &full, "-n", "3001", "-T", "2", "-r", "10000", "-c", "1"]);
+    r.assert_ok();
+    let d = delta(&before, &t.probes());
+    assert_eq!(d.len(), 3001, "-n 3001 -T 2 probed {} addresses\n{}", d.len(), r.context());
+    assert!(d.values().all(|n| *n == 1), "an address was probed twice under -n -T 2");
+    let probed: Set = d.keys().copied().collect();
+    let want: Set = probed.intersection(&open).copied().collect();
+    assert_same("-n -T 2: open among the probed", &r.saddrs(), &want, &r);
+
     // -N K: stops after K results, without waiting out the (long) cooldown.
     let r = t.scan(&["-p", "80", &full, "-N", "25", "-r", "5000", "-c", "30"]);
     r.assert_ok();
@@ -941,5 +952,46 @@ fn forged_tcp_replies_are_rejected() {
         counts.forged,
         r.context()
     );
+    t.assert_blocklist_untouched();
+}
+
+/// `--shards 2 --shard 0|1`: the two shards probe disjoint halves that cover every allowed
+/// address once, and their results together are the open set.
+#[test]
+fn shards_partition_the_space() {
+    let Some(mut t) = build(spec("198.18.112.0/20", 112)) else { return };
+    let p = t.prefix();
+    let bl = set(&t.truth().blocklisted);
+    let allowed: Set = t.lab.prefix().addrs().filter(|a| !bl.contains(a)).collect();
+    let mut seen: BTreeMap<Ipv4Addr, u64> = BTreeMap::new();
+    let mut found = Set::new();
+    let mut runs = Vec::new();
+    for shard in ["0", "1"] {
+        let before = t.probes();
+        let r = t.scan(&[
+            "-p", "80", &p, "--shards", "2", "--shard", shard, "--seed", "7", "-r", "10000", "-c",
+            "1",
+        ]);
+        r.assert_ok();
+        let d = delta(&before, &t.probes());
+        assert!(
+            d.len() > allowed.len() / 3,
+            "shard {shard} probed only {} of {}\n{}",
+            d.len(),
+            allowed.len(),
+            r.context()
+        );
+        for (a, n) in d {
+            *seen.entry(a).or_default() += n;
+        }
+        found.extend(r.saddrs());
+        runs.push(r);
+    }
+    let last = runs.last().expect("two runs");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).take(10).collect();
+    assert!(twice.is_empty(), "addresses probed by both shards (or twice): {twice:?}");
+    let covered: Set = seen.keys().copied().collect();
+    assert_same("shards: union of the probed addresses", &covered, &allowed, last);
+    assert_same("shards: union of the results", &found, &set(&t.truth().open_tcp), last);
     t.assert_blocklist_untouched();
 }
