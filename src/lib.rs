@@ -19,7 +19,6 @@
 pub mod args;
 pub mod conffile;
 pub mod config;
-pub mod dryrun;
 pub mod listing;
 pub mod plan;
 pub mod scan;
