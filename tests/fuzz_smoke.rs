@@ -252,3 +252,18 @@ proptest! {
         run(&setup(), TARGETS[which], &data);
     }
 }
+
+/// Writes every target's seeds as a libFuzzer corpus under `$RZMAP_FUZZ_CORPUS/<target>/`
+/// (does nothing without the variable): `RZMAP_FUZZ_CORPUS=fuzz/corpus cargo test --test
+/// fuzz_smoke write_seed_corpora`.
+#[test]
+fn write_seed_corpora() {
+    let Some(dir) = std::env::var_os("RZMAP_FUZZ_CORPUS") else { return };
+    for &t in TARGETS {
+        let d = std::path::Path::new(&dir).join(t);
+        std::fs::create_dir_all(&d).expect("create corpus directory");
+        for (i, s) in targets::seeds(t).iter().enumerate() {
+            std::fs::write(d.join(format!("seed-{i}")), s).expect("write seed");
+        }
+    }
+}

@@ -390,7 +390,7 @@ fn build_reply(
     let in_window = probe_num < env.cfg.probes;
     let mut out = Vec::with_capacity(128);
     match &case.shape {
-        Shape::Raw(bytes) => return (bytes.clone(), None),
+        Shape::Raw(bytes) => (bytes.clone(), None),
         Shape::Answer { rst, payload } => {
             let payload = &payload[..payload.len().min(256)];
             match probe_ip[9] {
@@ -410,7 +410,7 @@ fn build_reply(
                     let c = rzmap_wire::checksum::transport_checksum(target, US, 6, &out[start..]);
                     out[start + 16..start + 18].copy_from_slice(&c.to_be_bytes());
                     let kind = if *rst { ReplyKind::Rst } else { ReplyKind::SynAck };
-                    return (out, in_window.then_some(kind));
+                    (out, in_window.then_some(kind))
                 }
                 17 => {
                     put_ip_header(&mut out, target, US, 17, 8 + payload.len());
@@ -419,7 +419,7 @@ fn build_reply(
                     out.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
                     out.extend_from_slice(&[0, 0]);
                     out.extend_from_slice(payload);
-                    return (out, in_window.then_some(ReplyKind::Udp));
+                    (out, in_window.then_some(ReplyKind::Udp))
                 }
                 _ => {
                     put_ip_header(&mut out, target, US, 1, 8 + payload.len());
@@ -429,7 +429,7 @@ fn build_reply(
                     out.extend_from_slice(payload);
                     let c = rzmap_wire::checksum::checksum(&out[start..]);
                     out[start + 2..start + 4].copy_from_slice(&c.to_be_bytes());
-                    return (out, Some(ReplyKind::EchoReply));
+                    (out, Some(ReplyKind::EchoReply))
                 }
             }
         }
@@ -450,7 +450,7 @@ fn build_reply(
             let valid_type = matches!(ty, 3 | 4 | 5 | 11);
             let expect =
                 (valid_type && quote.len() >= 28 && in_window).then_some(ReplyKind::IcmpError);
-            return (out, expect);
+            (out, expect)
         }
     }
 }
@@ -1074,6 +1074,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             "{\"a\": [1, 2]}",
             "65536",
             "5-4",
+            "\u{85}",
+            "1-\u{3000}x",
         ]),
         "filter_parse" => s(&[
             "\u{3f}success = 1 && (sport > 1000 || classification = synack)",
