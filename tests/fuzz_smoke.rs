@@ -149,7 +149,7 @@ fn setup() -> Setup {
 }
 
 /// How many mutations of the seeds each target runs (the reply target has its own loop).
-const MUTATIONS: usize = 1500;
+const MUTATIONS: usize = 1000;
 
 #[test]
 fn every_target_survives_mutated_seeds() {

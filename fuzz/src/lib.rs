@@ -777,9 +777,10 @@ pub fn list_parse(data: &[u8]) {
         }
     }
 
-    // A target space from the prefixes: odd entries allow, even ones block.
+    // A target space from the prefixes: odd entries allow, even ones block. Only when the
+    // first byte asks (building a space can enumerate up to 2^20 addresses, which is slow).
     let prefixes = addr::list::prefixes_of(&entries);
-    if prefixes.len() <= 64 {
+    if prefixes.len() <= 64 && data.first().is_some_and(|b| b & 2 == 2) {
         let allow: Vec<Ipv4Prefix> = prefixes.iter().copied().step_by(2).collect();
         let block: Vec<Ipv4Prefix> = prefixes.iter().copied().skip(1).step_by(2).collect();
         let with_allow = data.first().is_some_and(|b| b & 1 == 1);
@@ -1050,8 +1051,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             "\u{1}template-fields",
         ]),
         "list_parse" => s(&[
-            "\u{1}10.0.0.0/8\n192.168.0.0/16 # private\n  1.2.3.4\n\nexample.com\n::1/128\n",
-            "0.0.0.0/0\n198.18.0.0/15\n198.19.3.4/32\n",
+            "\u{3}10.0.0.0/8\n192.168.0.0/16 # private\n  1.2.3.4\n\nexample.com\n::1/128\n",
+            "\u{2}0.0.0.0/0\n198.18.0.0/15\n198.19.3.4/32\n",
             "\u{0}1.2.3.256\n1.2.3/24\n01.2.3.4\n1.2.3.4/33\n-bad-.host\n",
             "1.2.772\n0x7f.1\n010.0.0.1\n4294967295\r\n",
         ]),
