@@ -10,8 +10,8 @@
 //!
 //! Flow of [`run`]: parse the command line alone (to find `-C`), read the config file, parse
 //! both together, handle listings, validate into a [`config::ScanConfig`], build the
-//! [`plan::ScanPlan`] (probe module, ports, output plan, address space), then run a dry run
-//! ([`dryrun`]) or the scan.
+//! [`plan::ScanPlan`] (probe module, ports, output plan, address space), then run the scan
+//! ([`scan::run`]: dry runs and live scans share one assembly).
 //!
 //! Debugging aid: with the environment variable [`DUMP_CONFIG_ENV`] set to `1`, rzmap prints
 //! the validated [`config::ScanConfig`] as JSON on standard output and exits without scanning.
@@ -19,9 +19,10 @@
 pub mod args;
 pub mod conffile;
 pub mod config;
-pub mod dryrun;
 pub mod listing;
 pub mod plan;
+pub mod rst_guard;
+pub mod scan;
 pub mod targets;
 
 use crate::args::Parsed;
@@ -254,15 +255,6 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     for w in &plan.targets.warnings {
         logger.warn("targets", format_args!("{w}"));
     }
-    match plan.config.dryrun {
-        config::DryRun::Text => {
-            return Ok(dryrun::run(&plan, dryrun::DryRunFormat::Text, &logger)?);
-        }
-        config::DryRun::Fast => {
-            return Ok(dryrun::run(&plan, dryrun::DryRunFormat::Fast, &logger)?);
-        }
-        config::DryRun::Off => {}
-    }
-    let _ = writeln!(std::io::stderr(), "rzmap: live scanning is not built yet");
-    Ok(1)
+    // Dry runs and live scans: one assembly, different links.
+    Ok(scan::run(plan, logger)?)
 }

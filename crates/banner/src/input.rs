@@ -56,12 +56,12 @@ impl LineParser {
         }
         let cells = split_csv(line)?;
         let first = cells.first().map(|c| c.trim()).unwrap_or("");
-        if first.parse::<IpAddr>().is_err() {
-            if let Some(saddr) = cells.iter().position(|c| c.trim() == "saddr") {
-                let sport = cells.iter().position(|c| c.trim() == "sport");
-                self.header = Some(Header { saddr, sport });
-                return Ok(Line::Header);
-            }
+        if first.parse::<IpAddr>().is_err()
+            && let Some(saddr) = cells.iter().position(|c| c.trim() == "saddr")
+        {
+            let sport = cells.iter().position(|c| c.trim() == "sport");
+            self.header = Some(Header { saddr, sport });
+            return Ok(Line::Header);
         }
         let (addr_col, port_col) = match self.header {
             Some(h) => (h.saddr, h.sport),

@@ -39,10 +39,10 @@ pub fn plan(requested: usize, before: Option<u64>, after: std::io::Result<u64>) 
             }
         }
     };
-    if let Some(b) = before {
-        if soft > b {
-            notes.push(format!("raised the open-file limit from {b} to {soft}"));
-        }
+    if let Some(b) = before
+        && soft > b
+    {
+        notes.push(format!("raised the open-file limit from {b} to {soft}"));
     }
     if soft >= need {
         return FdPlan { concurrency: requested, notes };

@@ -196,33 +196,33 @@ impl Inner {
 
     /// Moves the next chunk of spilled targets into the (empty) in-memory deque.
     fn refill(&mut self) {
-        if let Some(spill) = self.spill.as_mut() {
-            if spill.read_pos < spill.write_pos {
-                let len = (spill.write_pos - spill.read_pos).min((CHUNK * RECORD) as u64) as usize;
-                let mut chunk = vec![0u8; len];
-                match spill.file.read_exact_at(&mut chunk, spill.read_pos) {
-                    Ok(()) => {
-                        spill.read_pos += len as u64;
-                        self.mem.extend(chunk.chunks_exact(RECORD).map(decode));
-                    }
-                    Err(e) => {
-                        let lost = (spill.write_pos - spill.read_pos) / RECORD as u64;
-                        eprintln!(
-                            "rzmap-banner: error: cannot read the temporary file back: {e}; \
+        if let Some(spill) = self.spill.as_mut()
+            && spill.read_pos < spill.write_pos
+        {
+            let len = (spill.write_pos - spill.read_pos).min((CHUNK * RECORD) as u64) as usize;
+            let mut chunk = vec![0u8; len];
+            match spill.file.read_exact_at(&mut chunk, spill.read_pos) {
+                Ok(()) => {
+                    spill.read_pos += len as u64;
+                    self.mem.extend(chunk.chunks_exact(RECORD).map(decode));
+                }
+                Err(e) => {
+                    let lost = (spill.write_pos - spill.read_pos) / RECORD as u64;
+                    eprintln!(
+                        "rzmap-banner: error: cannot read the temporary file back: {e}; \
                              {lost} queued targets lost"
-                        );
-                        self.stats.lost += lost;
-                        spill.read_pos = spill.write_pos;
-                    }
+                    );
+                    self.stats.lost += lost;
+                    spill.read_pos = spill.write_pos;
                 }
-                if spill.read_pos == spill.write_pos {
-                    // Drained: start over at the beginning and give the disk space back.
-                    spill.read_pos = 0;
-                    spill.write_pos = 0;
-                    let _ = spill.file.set_len(0);
-                }
-                return;
             }
+            if spill.read_pos == spill.write_pos {
+                // Drained: start over at the beginning and give the disk space back.
+                spill.read_pos = 0;
+                spill.write_pos = 0;
+                let _ = spill.file.set_len(0);
+            }
+            return;
         }
         if !self.buf.is_empty() {
             let buf = std::mem::take(&mut self.buf);

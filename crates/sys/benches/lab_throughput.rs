@@ -12,11 +12,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rzmap_sys::batch::FrameBatch;
+use rzmap_core::link::{FrameBatch, SLOT_SIZE};
 use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
 use rzmap_sys::discovery;
 use rzmap_sys::ring::{PacketRing, RingConfig};
 use rzmap_sys::send::AfPacketSender;
+
+/// Appends a frame to an engine batch; false when the batch is full.
+fn push(batch: &mut FrameBatch, frame: &[u8]) -> bool {
+    if batch.is_full() || frame.len() > SLOT_SIZE {
+        return false;
+    }
+    batch.next_slot()[..frame.len()].copy_from_slice(frame);
+    batch.commit(frame.len());
+    true
+}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -74,12 +84,12 @@ fn main() {
         let (sent, failed, secs) = lab.in_ns(&lab.ns_a, move || {
             let mut tx = AfPacketSender::open(if_a, MAC_B).unwrap();
             tx.set_qdisc_bypass(qdisc_bypass).unwrap();
-            let mut batch = FrameBatch::new(64);
-            while batch.push(&frame) {}
+            let mut batch = FrameBatch::new(64, SLOT_SIZE);
+            while push(&mut batch, &frame) {}
             let (mut sent, mut failed) = (0u64, 0u64);
             let start = Instant::now();
             while start.elapsed() < run_for {
-                let o = tx.send_batch(&batch);
+                let o = tx.send_from(batch.frames());
                 sent += o.sent as u64;
                 failed += o.failed as u64;
             }

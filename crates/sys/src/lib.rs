@@ -5,8 +5,9 @@
 //! - [`discovery`]: default route, interface addresses and MACs, the gateway's MAC
 //!   (rtnetlink, with active ARP resolution), with errors that name the flag to use;
 //! - [`ethtool`]: transmit checksum offload (the lab turns it off);
-//! - [`batch`] and [`send`]: frame batches filled in place, sent with `sendmmsg` on an
-//!   AF_PACKET socket or, for `-X`, an `IPPROTO_RAW` socket;
+//! - [`send`]: frames (any iterator of slices, such as the engine's
+//!   `rzmap_core::link::FrameBatch`) sent with `sendmmsg` on an AF_PACKET socket or, for `-X`,
+//!   an `IPPROTO_RAW` socket;
 //! - [`bpf`] and [`ring`]: classic BPF filters built in Rust and a TPACKET_V3 receive ring;
 //! - [`process`] and [`signals`]: CPU pinning, dropping root, signal flags.
 //!
@@ -25,7 +26,6 @@
 //! Every `unsafe` block carries a `SAFETY:` comment. Privileged tests live in `tests/lab.rs`
 //! and only open sockets on threads inside namespaces they built.
 
-pub mod batch;
 pub mod bpf;
 pub mod discovery;
 pub mod ethtool;

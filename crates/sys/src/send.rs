@@ -10,7 +10,6 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::batch::FrameBatch;
 use crate::sock;
 
 /// Default number of extra attempts after a failed `sendmmsg` (ZMap's `--retries`).
@@ -177,17 +176,13 @@ impl AfPacketSender {
         )
     }
 
-    /// Sends every committed frame of `batch`.
-    pub fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        self.send_iter(batch.len(), batch.frames())
-    }
-
     /// Sends `frames` (any slices, e.g. in tests).
     pub fn send_frames(&mut self, frames: &[&[u8]]) -> SendOutcome {
         self.send_iter(frames.len(), frames.iter().copied())
     }
 
-    /// Sends the frames of any batch type (e.g. the engine's), in order.
+    /// Sends frames in order, e.g. `send_from(batch.frames())` for the engine's
+    /// `rzmap_core::link::FrameBatch`.
     pub fn send_from<'a>(
         &mut self,
         frames: impl ExactSizeIterator<Item = &'a [u8]>,
@@ -254,17 +249,13 @@ impl RawIpSender {
         self.retries = retries;
     }
 
-    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of every committed frame of `batch`.
-    pub fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        self.send_iter(batch.len(), batch.frames())
-    }
-
     /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of each of `frames`.
     pub fn send_frames(&mut self, frames: &[&[u8]]) -> SendOutcome {
         self.send_iter(frames.len(), frames.iter().copied())
     }
 
-    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of the frames of any batch type, in order.
+    /// Sends the IP part (bytes 14.., see [`RawIpSender::set_header_skip`]) of frames in order,
+    /// e.g. `send_from(batch.frames())` for the engine's `rzmap_core::link::FrameBatch`.
     pub fn send_from<'a>(
         &mut self,
         frames: impl ExactSizeIterator<Item = &'a [u8]>,

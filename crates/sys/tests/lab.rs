@@ -11,12 +11,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use etherparse::PacketBuilder;
-use rzmap_sys::batch::FrameBatch;
+use rzmap_core::link::{FrameBatch, SLOT_SIZE};
 use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
 use rzmap_sys::discovery::{self, DiscoveryError, Overrides};
 use rzmap_sys::netns;
 use rzmap_sys::ring::{PacketRing, RingConfig, Timestamp};
 use rzmap_sys::send::{AfPacketSender, RawIpSender};
+
+/// Appends a frame to an engine batch; false when the batch is full.
+fn push(batch: &mut FrameBatch, frame: &[u8]) -> bool {
+    if batch.is_full() || frame.len() > SLOT_SIZE {
+        return false;
+    }
+    batch.next_slot()[..frame.len()].copy_from_slice(frame);
+    batch.commit(frame.len());
+    true
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -163,11 +173,11 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
     };
     let (if_a, if_b) = (ifindex(&lab.ns_a, &lab.veth_a), ifindex(&lab.ns_b, &lab.veth_b));
     for filter in [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp] {
-        let mut batch = FrameBatch::new(64);
+        let mut batch = FrameBatch::new(64, SLOT_SIZE);
         let mut expected = BTreeSet::new();
         for id in 0..45u16 {
             let k = KINDS[usize::from(id) % KINDS.len()];
-            assert!(batch.push(&frame(k, id, 40)));
+            assert!(push(&mut batch, &frame(k, id, 40)));
             if accepted(filter, k) {
                 expected.insert(id);
             }
@@ -192,7 +202,7 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
         let outcome = lab.in_ns(&lab.ns_a, move || {
             let mut tx = AfPacketSender::open(if_a, MAC_B).unwrap();
             tx.set_qdisc_bypass(false).unwrap();
-            let first = tx.send_batch(&batch);
+            let first = tx.send_from(batch.frames());
             // The same sender keeps working for a second batch built from slices.
             let f = frame(Kind::Syn, 999, 0);
             let second = tx.send_frames(&[&f, &f]);
@@ -230,16 +240,16 @@ fn raw_ip_sender_and_cooked_ring_with_snaplen() {
     let veth_b = lab.veth_b.clone();
     let if_b = lab.in_ns(&lab.ns_b, move || discovery::link_by_name(&veth_b).unwrap().index);
     let kinds = [Kind::Udp, Kind::Syn, Kind::EchoRequest, Kind::Udp, Kind::Ack];
-    let mut batch = FrameBatch::new(32);
+    let mut batch = FrameBatch::new(32, SLOT_SIZE);
     let mut expected = BTreeSet::new();
     for id in 0..30u16 {
         let k = kinds[usize::from(id) % kinds.len()];
-        assert!(batch.push(&frame(k, id, 200)));
+        assert!(push(&mut batch, &frame(k, id, 200)));
         if matches!(k, Kind::Udp | Kind::EchoRequest) {
             expected.insert(id);
         }
     }
-    assert!(batch.push(&[0u8; 10]), "a malformed frame is counted as failed");
+    assert!(push(&mut batch, &[0u8; 10]), "a malformed frame is counted as failed");
     let (ready_tx, ready_rx) = mpsc::channel();
     let want = expected.len();
     let receiver = lab.spawn_in_ns(&lab.ns_b, move || {
@@ -498,11 +508,11 @@ fn ring_drops_are_counted_and_statistics_accumulate() {
     ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
     lab.in_ns(&lab.ns_a, move || {
         let mut tx = AfPacketSender::open(if_a, MAC_B).unwrap();
-        let mut batch = FrameBatch::new(200);
+        let mut batch = FrameBatch::new(200, SLOT_SIZE);
         for id in 0..200 {
-            assert!(batch.push(&frame(Kind::SynAck, id, 0)));
+            assert!(push(&mut batch, &frame(Kind::SynAck, id, 0)));
         }
-        assert_eq!(tx.send_batch(&batch).sent, 200);
+        assert_eq!(tx.send_from(batch.frames()).sent, 200);
     });
     sent_tx.send(()).unwrap();
     let (first, second, seen) = receiver.join().unwrap();
@@ -615,13 +625,13 @@ fn ip_layer_on_a_tun_device_discovery_send_and_cooked_ring() {
         std::thread::sleep(Duration::from_millis(20));
         // Send: the IP part of each frame comes out of the tun device, in order.
         let mut tx = RawIpSender::open("rzt0").unwrap();
-        let mut batch = FrameBatch::new(16);
+        let mut batch = FrameBatch::new(16, SLOT_SIZE);
         for id in 0..16u16 {
             let mut f = vec![0u8; 14];
             f.extend(ip_packet(Kind::Udp, tun_ip, Ipv4Addr::new(198, 18, 3, id as u8), id));
-            assert!(batch.push(&f));
+            assert!(push(&mut batch, &f));
         }
-        let out = tx.send_batch(&batch);
+        let out = tx.send_from(batch.frames());
         assert_eq!((out.sent, out.failed), (16, 0));
         // Bare IP packets (no Ethernet header to skip) work too.
         tx.set_header_skip(0);

@@ -1,0 +1,271 @@
+//! The receive side of a live scan after the engine: a validated reply becomes a record
+//! (module fields from the [`ReplyProcessor`], then the system fields), goes through the
+//! output filter, and is written by the output module.
+//!
+//! The engine itself applies dedup and ZMap's default-mode rule (only first successful
+//! replies reach [`ResponseHandler::emit`] when none of `-O`, `-f`, `--output-filter` was
+//! given); this handler counts what passed the filter (for `-N`) by returning `true`.
+//!
+//! The first [`OutputError`] is kept and stops the scan: a closed pipe ends it quietly
+//! (exit status 0), any other error ends it with a message.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{Datelike, Timelike};
+use rzmap_core::engine::{Controls, ResponseFlags, ResponseHandler, Verdict};
+use rzmap_core::fields::Record;
+use rzmap_core::filter::Filter;
+use rzmap_core::monitor::to_local;
+use rzmap_core::output::{OutputError, OutputModule};
+use rzmap_core::probe::adapter::ReplyProcessor;
+
+/// Validation, system fields, filter and output for the receiver thread.
+pub struct OutputHandler {
+    processor: ReplyProcessor,
+    filter: Filter,
+    output: Box<dyn OutputModule>,
+    system_start: usize,
+    controls: Arc<Controls>,
+    error: Option<OutputError>,
+}
+
+impl OutputHandler {
+    /// A handler writing through `output` (already started) what `filter` accepts.
+    pub fn new(
+        processor: ReplyProcessor,
+        filter: Filter,
+        output: Box<dyn OutputModule>,
+        controls: Arc<Controls>,
+    ) -> Self {
+        let system_start = processor.schema().system_start();
+        Self { processor, filter, output, system_start, controls, error: None }
+    }
+
+    /// The reply processor (its reject counts).
+    pub fn processor(&self) -> &ReplyProcessor {
+        &self.processor
+    }
+
+    fn fail(&mut self, e: OutputError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+        self.controls.request_stop();
+    }
+
+    /// Closes the output (redis may keep delivering until `deadline`) and returns the first
+    /// output error of the run.
+    pub fn close(mut self, deadline: Instant) -> Option<OutputError> {
+        if self.error.is_none()
+            && let Err(e) = self.output.close(deadline)
+        {
+            self.error = Some(e);
+        }
+        self.error
+    }
+}
+
+/// Writes the system fields (`repeat`, `cooldown`, `timestamp_str`, `timestamp_ts`,
+/// `timestamp_us`) into `rec` from index `start`. The time is the capture time, shown in local
+/// time as `%Y-%m-%dT%H:%M:%S.mmm%z`, as ZMap does.
+pub fn set_system_fields(rec: &mut Record, start: usize, flags: ResponseFlags, ts: SystemTime) {
+    rec.set_bool(start, flags.repeat);
+    rec.set_bool(start + 1, flags.cooldown);
+    let since = ts.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let t = to_local(ts);
+    let off = t.offset().local_minus_utc();
+    let (sign, off) = if off < 0 { ('-', -off) } else { ('+', off) };
+    rec.set_fmt(
+        start + 2,
+        format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}{}{:02}{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            since.subsec_millis(),
+            sign,
+            off / 3600,
+            off % 3600 / 60
+        ),
+    );
+    rec.set_int(start + 3, since.as_secs());
+    rec.set_int(start + 4, u64::from(since.subsec_micros()));
+}
+
+impl ResponseHandler for &mut OutputHandler {
+    fn classify(&mut self, packet: &[u8], _ts: SystemTime) -> Option<Verdict> {
+        self.processor.process(packet).ok()
+    }
+
+    fn emit(&mut self, _packet: &[u8], ts: SystemTime, _v: &Verdict, flags: ResponseFlags) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let start = self.system_start;
+        let rec = self.processor.record_mut();
+        set_system_fields(rec, start, flags, ts);
+        if !self.filter.matches(self.processor.record()) {
+            return false;
+        }
+        match self.output.record(self.processor.record()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.output.update()
+        {
+            self.fail(e);
+        }
+    }
+}
+
+/// "Is this address one we scan?": allowed by the lists and, with `-I`, on the list.
+pub fn scope(
+    space: Arc<rzmap_core::addr::TargetSpace>,
+    list: Option<Arc<rzmap_core::addr::IpList>>,
+) -> rzmap_core::probe::adapter::ScopeFn {
+    Arc::new(move |ip: Ipv4Addr| {
+        let ip = u32::from(ip);
+        space.is_allowed(ip) && list.as_ref().is_none_or(|l| l.contains(ip))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rzmap_core::fields::{Schema, Value};
+    use rzmap_core::output::FieldSelection;
+    use rzmap_core::probe::{ProbeConfig, ProbeModule};
+    use rzmap_core::validate::Validator;
+    use std::io::{self, Write};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 9);
+
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>, bool);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.1 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A TCP reply from HOST:80 to the port our probe used, with the given flags and ack.
+    fn reply(cfg: &ProbeConfig, v: [u32; 4], syn: bool, rst: bool, ack: u32) -> Vec<u8> {
+        let dport = cfg.source_port(v[1], 0);
+        let mut tcp = etherparse::TcpHeader::new(80, dport, 1000, 8192);
+        tcp.syn = syn;
+        tcp.rst = rst;
+        tcp.ack = true;
+        tcp.acknowledgment_number = ack;
+        let b = etherparse::PacketBuilder::ipv4(HOST.octets(), US.octets(), 50).tcp_header(tcp);
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn handler(filter: &str, broken: bool) -> (OutputHandler, Arc<Controls>, Buf, ProbeConfig) {
+        let module: Arc<dyn ProbeModule> =
+            Arc::from(rzmap_core::probe::create("tcp_synscan", None).unwrap());
+        let mut cfg = ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        cfg.target_ports = vec![80];
+        let validator = Validator::new([9; 16]);
+        let processor =
+            ReplyProcessor::new(module.clone(), &cfg, validator, Arc::new(|_: Ipv4Addr| true));
+        let schema = processor.schema().clone();
+        let fields =
+            FieldSelection::parse("saddr,classification,repeat,cooldown", &schema).unwrap();
+        let buf = Buf(Arc::new(Mutex::new(Vec::new())), broken);
+        let mut out = rzmap_core::output::create(
+            "csv",
+            &schema,
+            &fields,
+            !broken,
+            None,
+            Some(Box::new(buf.clone())),
+        )
+        .unwrap();
+        out.start().unwrap();
+        let controls = Controls::new(0);
+        let filter = Filter::compile(filter, &schema).unwrap();
+        (OutputHandler::new(processor, filter, out, controls.clone()), controls, buf, cfg)
+    }
+
+    #[test]
+    fn validated_replies_are_filtered_and_written() {
+        let (mut h, controls, buf, cfg) = handler("success = 1", false);
+        let v = Validator::new([9; 16]).words(US, HOST, 80);
+        let ts = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut hr = &mut h;
+        let synack = reply(&cfg, v, true, false, v[0].wrapping_add(1));
+        let verdict = hr.classify(&synack, ts).expect("a valid SYN-ACK");
+        assert!(verdict.success);
+        let flags = ResponseFlags { repeat: false, cooldown: true };
+        assert!(hr.emit(&synack, ts, &verdict, flags));
+        let rst = reply(&cfg, v, false, true, v[0]);
+        let verdict = hr.classify(&rst, ts).expect("a valid RST");
+        assert!(!verdict.success);
+        assert!(!hr.emit(&rst, ts, &verdict, flags), "the filter drops failures");
+        let forged = reply(&cfg, v, true, false, 12345);
+        assert!(hr.classify(&forged, ts).is_none());
+        hr.flush();
+        assert_eq!(h.processor().rejects().total(), 1);
+        assert!(h.close(Instant::now()).is_none());
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "saddr,classification,repeat,cooldown\n198.19.0.9,synack,0,1\n");
+        assert!(!controls.stop.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_closed_pipe_is_kept_and_stops_the_scan() {
+        let (mut h, controls, _buf, cfg) = handler("", true);
+        let v = Validator::new([9; 16]).words(US, HOST, 80);
+        let ts = SystemTime::now();
+        let mut hr = &mut h;
+        let synack = reply(&cfg, v, true, false, v[0].wrapping_add(1));
+        let verdict = hr.classify(&synack, ts).unwrap();
+        // Buffered: the failure shows at the next flush.
+        assert!(hr.emit(&synack, ts, &verdict, ResponseFlags::default()));
+        hr.flush();
+        assert!(controls.stop.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!hr.emit(&synack, ts, &verdict, ResponseFlags::default()));
+        let e = h.close(Instant::now()).expect("the first error is kept");
+        assert!(e.is_closed_pipe());
+    }
+
+    #[test]
+    fn system_fields_from_the_capture_time() {
+        let schema = Schema::for_module(&[]);
+        let mut rec = Record::for_schema(&schema);
+        let s = schema.system_start();
+        let ts = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        set_system_fields(&mut rec, s, ResponseFlags { repeat: true, cooldown: false }, ts);
+        assert_eq!(rec.get(s), Value::Bool(true));
+        assert_eq!(rec.get(s + 1), Value::Bool(false));
+        assert_eq!(rec.get(s + 3), Value::Int(1_700_000_000));
+        assert_eq!(rec.get(s + 4), Value::Int(123_456));
+        let Value::Str(text) = rec.get(s + 2) else { panic!("timestamp_str is a string") };
+        let want = to_local(ts).format("%Y-%m-%dT%H:%M:%S.123%z").to_string();
+        assert_eq!(text, want);
+    }
+}
