@@ -578,7 +578,14 @@ fn validate_all(m: &Arc<dyn ProbeModule>, env: &ReplyEnv, pkt: &[u8]) -> Option<
     match proc.process(pkt) {
         Ok(v) => {
             let kind = base_kind.expect("processor accepted what validate refused");
-            assert_eq!(u32::from_be_bytes([pkt[12], pkt[13], pkt[14], pkt[15]]), v.src_ip);
+            // The dedup key: the replying host, or for an ICMP error the quoted target.
+            let key_at = if kind == ReplyKind::IcmpError {
+                usize::from(pkt[0] & 15) * 4 + 8 + 16
+            } else {
+                12
+            };
+            let k = &pkt[key_at..key_at + 4];
+            assert_eq!(u32::from_be_bytes([k[0], k[1], k[2], k[3]]), v.src_ip, "{kind:?}");
             let success = matches!(kind, ReplyKind::SynAck | ReplyKind::Udp | ReplyKind::EchoReply);
             assert_eq!(v.success, success, "{kind:?}");
             assert_eq!(proc.passed(), 1);
