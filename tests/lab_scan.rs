@@ -995,3 +995,52 @@ fn shards_partition_the_space() {
     assert_same("shards: union of the results", &found, &set(&t.truth().open_tcp), last);
     t.assert_blocklist_untouched();
 }
+
+/// icmp_echo_time: the echo set, each reply with a round-trip time measured from the capture
+/// time and the send time carried in the probe.
+#[test]
+fn icmp_echo_time_reports_round_trip_times() {
+    let Some(mut t) = build(spec("198.18.0.0/22", 23)) else { return };
+    let p = t.prefix();
+    let r = t.scan(&[
+        "-M",
+        "icmp_echo_time",
+        &p,
+        "-r",
+        "5000",
+        "-c",
+        COOLDOWN,
+        "-f",
+        "saddr,classification,rtt_us,sent_timestamp_ts,recv_timestamp_ts",
+    ]);
+    r.assert_ok();
+    assert_same(
+        "echo replies",
+        &r.saddrs_with("classification", "echoreply"),
+        &set(&t.truth().echo),
+        &r,
+    );
+    for row in &r.rows {
+        let rtt: u64 = r.get(row, "rtt_us").parse().unwrap_or_else(|_| panic!("rtt_us in {row:?}"));
+        assert!(rtt < 5_000_000, "implausible rtt {rtt} µs in {row:?}");
+        let sent: u64 = r.get(row, "sent_timestamp_ts").parse().expect("sent_timestamp_ts");
+        let recv: u64 = r.get(row, "recv_timestamp_ts").parse().expect("recv_timestamp_ts");
+        assert!(recv >= sent && recv - sent <= 5, "{row:?}");
+    }
+    t.assert_blocklist_untouched();
+}
+
+/// tcp_synackscan: every host whose kernel sees the unsolicited SYN-ACK (open and closed TCP
+/// hosts) answers with a RST, which is the module's success; filtered, silent and unreachable
+/// hosts do not.
+#[test]
+fn tcp_synackscan_finds_hosts_that_reset() {
+    let Some(mut t) = build(spec("198.18.0.0/22", 24)) else { return };
+    let p = t.prefix();
+    let port = t.lab.spec().tcp_port.to_string();
+    let r = t.scan(&["-M", "tcp_synackscan", "-p", &port, &p, "-r", "5000", "-c", COOLDOWN]);
+    r.assert_ok();
+    let expected: Set = t.truth().open_tcp.iter().chain(&t.truth().closed_tcp).copied().collect();
+    assert_same("RST answers", &r.saddrs(), &expected, &r);
+    t.assert_blocklist_untouched();
+}
