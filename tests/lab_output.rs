@@ -321,6 +321,9 @@ fn csv_filter_and_default_mode_on_one_and_two_ports() {
     l.assert_blocklist_respected();
 }
 
+/// The redis-server's TCP port on the scanner namespace's own loopback.
+const REDIS_PORT: u16 = 6390;
+
 /// A redis-server started (by this test) inside the lab's scanner namespace, listening on a
 /// unix socket in a temp dir and on that namespace's loopback; killed on drop.
 struct RedisServer {
@@ -332,7 +335,7 @@ struct RedisServer {
 impl RedisServer {
     fn start(l: &OutputLab) -> RedisServer {
         let socket = l.path("redis.sock");
-        let port = 6390;
+        let port = REDIS_PORT;
         let child = l
             .lab
             .scanner_cmd("redis-server")
@@ -523,6 +526,7 @@ fn output_file_and_closed_pipe() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    eprintln!("rzmap exited {:?} after its output pipe was closed", closed_at.elapsed());
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
         .expect("read stderr");
@@ -602,5 +606,42 @@ fn sigint_keeps_every_record_and_writes_the_metadata() {
     assert_eq!(v["success_unique"], recs.len(), "{v}");
     assert_eq!(v["packets_sent"], probed.len(), "{v}");
     assert_eq!(v["output_filter"], "success = 1", "{v}");
+    l.assert_blocklist_respected();
+}
+
+/// 4b. `-O redis` while the server is away: records are buffered and all delivered once it
+///     comes up mid-scan; if it never comes up, rzmap fails (status 1) and says how many
+///     records were not delivered, which is exactly the number of open hosts.
+#[test]
+fn redis_buffers_until_the_server_comes_up() {
+    let Some(l) = output_lab("198.18.64.0/22", 808, None) else { return };
+    let open = l.open();
+    // TCP on the scanner namespace's loopback: rzmap reconnects after it dropped root (it
+    // runs as `nobody` then), and a root-only unix socket would refuse it.
+    let url = "redis://127.0.0.1:6390/0?key=late&format=csv";
+    let args = ["-p", "80", "-O", "redis", "--output-args", url, "--output-filter", "success = 1"];
+
+    // Never up: the records are reported lost, the exit status is 1.
+    let out = l.cmd(&[&args[..], &["-r", "5000"][..]].concat()).output().expect("run rzmap");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "undelivered records are an error: {err}");
+    let lost = format!("{} records were not delivered", open.len());
+    assert!(err.contains(&lost), "expected {lost:?} in: {err}");
+
+    // Up about 1.5 s into a 3.5 s scan: nothing is lost.
+    let child = l
+        .cmd(&[&args[..], &["-r", "300"][..]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rzmap");
+    std::thread::sleep(Duration::from_millis(1500));
+    let redis = RedisServer::start(&l);
+    let out = child.wait_with_output().expect("wait for rzmap");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rzmap failed: {err}");
+    assert!(err.contains("reconnected"), "the reconnection is reported: {err}");
+    let got = unique(redis.list("late").iter().map(|a| addr(a)), "late redis");
+    assert_same(&got, &open, "redis that came up mid-scan");
     l.assert_blocklist_respected();
 }
