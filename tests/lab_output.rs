@@ -265,6 +265,7 @@ fn success_filter_gives_exactly_the_open_hosts() {
     assert_same(&got, &l.open(), "csv, success = 1 && repeat = 0");
 
     let text = l.stdout(&[&base[..], &filter[..], &["-O", "json"][..]].concat());
+    assert!(text.lines().all(|l| l.starts_with("{\"saddr\":")), "-f order: {text}");
     let recs = parse_json_lines(&text);
     for rec in &recs {
         let keys: BTreeSet<&str> = rec.keys().map(String::as_str).collect();
@@ -298,6 +299,29 @@ fn csv_filter_and_default_mode_on_one_and_two_ports() {
     }
     let got = unique(rows.iter().map(|r| addr(&r[0])), "rst rows");
     assert_same(&got, &l.closed(), "csv, classification = rst");
+
+    // Every field of every answer: as many cells as header names, NULL as an empty cell.
+    let text = l.stdout(&["-p", "80", "-r", "5000", "-f", "*", "--output-filter", ""]);
+    let (header, rows) = parse_csv(&text);
+    let names = field_names();
+    assert_eq!(header, names, "the header lists every field in schema order");
+    let col = |name: &str| names.iter().position(|n| n == name).expect("field");
+    let (saddr, sport, class, success, responder) =
+        (col("saddr"), col("sport"), col("classification"), col("success"), col("icmp_responder"));
+    let mut by_class: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        let tcp = r[class] != "icmp";
+        assert_eq!(r[sport], if tcp { "80" } else { "" }, "{r:?}");
+        assert_eq!(r[responder].is_empty(), tcp, "{r:?}");
+        assert_eq!(r[success], if r[class] == "synack" { "1" } else { "0" }, "{r:?}");
+        by_class.entry(r[class].clone()).or_default().push(addr(&r[saddr]));
+    }
+    let mut take = |c: &str| unique(by_class.remove(c).unwrap_or_default(), c);
+    assert_same(&take("synack"), &l.open(), "csv -f '*' synack");
+    assert_same(&take("rst"), &l.closed(), "csv -f '*' rst");
+    assert_same(&take("icmp"), &l.unreachable(), "csv -f '*' icmp");
+    assert!(by_class.is_empty(), "other classifications: {by_class:?}");
 
     // Default mode: first successes only, field saddr, no header.
     let text = l.stdout(&["-p", "80", "-r", "5000"]);
@@ -461,6 +485,22 @@ fn max_results_counts_filtered_records() {
     l.assert_blocklist_respected();
 }
 
+/// tcp_synscan's output fields, from `rzmap --list-output-fields` (no socket is opened).
+fn field_names() -> Vec<String> {
+    let out = Command::new(BIN)
+        .env("RZMAP_DEFAULT_CONFIG", "")
+        .args(["-M", "tcp_synscan", "--list-output-fields"])
+        .output()
+        .expect("run rzmap --list-output-fields");
+    assert!(out.status.success());
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert!(names.len() > 20 && names[0] == "saddr", "{names:?}");
+    names
+}
+
 /// Reads a file or fails with its name.
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -474,6 +514,8 @@ fn output_file_and_closed_pipe() {
     let file = l.path("out.csv");
     let args = ["-p", "80", "-r", "5000", "-O", "csv", "-f", "saddr,classification,success"];
     let filter = ["--output-filter", "success = 1 || classification = rst"];
+    // An existing, longer file is replaced, not overwritten in place.
+    std::fs::write(&file, "stale\n".repeat(100_000)).expect("write the stale file");
     let to_file =
         l.stdout(&[&args[..], &filter[..], &["-o", file.to_str().expect("utf-8")]].concat());
     assert_eq!(to_file, "", "-o FILE leaves stdout empty");
@@ -643,5 +685,54 @@ fn redis_buffers_until_the_server_comes_up() {
     assert!(err.contains("reconnected"), "the reconnection is reported: {err}");
     let got = unique(redis.list("late").iter().map(|a| addr(a)), "late redis");
     assert_same(&got, &open, "redis that came up mid-scan");
+    l.assert_blocklist_respected();
+}
+
+/// Filter expressions evaluated on live answers, each compared with the truth: an IPv4
+/// literal (`=` and a range), NULL as 0 (`sport = 0` holds only for ICMP errors), the
+/// documentation's example with `&&`, `||` and parentheses, and `!=` on a string. The fields
+/// come out in `-f` order.
+#[test]
+fn filter_expressions_on_live_answers() {
+    let Some(l) = output_lab("198.18.72.0/22", 909, None) else { return };
+    let (open, closed, unreachable) = (l.open(), l.closed(), l.unreachable());
+    assert!(!unreachable.is_empty());
+    let scan = |filter: &str| -> Vec<Vec<String>> {
+        let text = l.stdout(&[
+            "-p",
+            "80",
+            "-r",
+            "5000",
+            "-f",
+            "classification,saddr",
+            "--output-filter",
+            filter,
+        ]);
+        let (header, rows) = parse_csv(&text);
+        assert_eq!(header, ["classification", "saddr"], "-f order");
+        rows
+    };
+    let saddrs = |rows: &[Vec<String>], what: &str| unique(rows.iter().map(|r| addr(&r[1])), what);
+
+    let one = *open.iter().nth(open.len() / 2).expect("an open host");
+    let rows = scan(&format!("saddr = {one}"));
+    assert_eq!(rows, [vec!["synack".to_owned(), one.to_string()]]);
+
+    let (lo, hi) = (l.lab.prefix().nth(256), l.lab.prefix().nth(768));
+    let rows = scan(&format!("saddr >= {lo} && saddr < {hi} && success = 1"));
+    let want: Addrs = open.iter().copied().filter(|a| (lo..hi).contains(a)).collect();
+    assert_same(&saddrs(&rows, "range"), &want, "saddr range");
+
+    let rows = scan("sport = 0");
+    assert!(rows.iter().all(|r| r[0] == "icmp"), "{rows:?}");
+    assert_same(&saddrs(&rows, "sport = 0"), &unreachable, "sport = 0 (NULL)");
+
+    let rows = scan("(classification = rst && ttl > 10) || classification = synack");
+    let want: Addrs = open.union(&closed).copied().collect();
+    assert_same(&saddrs(&rows, "rst or synack"), &want, "(rst && ttl > 10) || synack");
+
+    let rows = scan("classification != \"synack\"");
+    let want: Addrs = closed.union(&unreachable).copied().collect();
+    assert_same(&saddrs(&rows, "!= synack"), &want, "classification != \"synack\"");
     l.assert_blocklist_respected();
 }
