@@ -736,3 +736,80 @@ fn filter_expressions_on_live_answers() {
     assert_same(&saddrs(&rows, "!= synack"), &want, "classification != \"synack\"");
     l.assert_blocklist_respected();
 }
+
+/// The `repeat` field with two probes per host (`-P 2`): with full dedup the second SYN-ACK
+/// of an open host is a repeat, while RSTs and ICMP errors never are (only successes mark a
+/// host as seen); `--dedup-method none` marks nothing; `repeat = 1` selects the open hosts.
+#[test]
+fn repeat_field_with_two_probes() {
+    let Some(l) = output_lab("198.18.80.0/22", 1010, None) else { return };
+    let (open, closed, unreachable) = (l.open(), l.closed(), l.unreachable());
+    let base = ["-p", "80", "-r", "5000", "-P", "2", "-O", "json"];
+    let fields = ["-f", "saddr,classification,repeat,sport,dport"];
+    let count = |recs: &[serde_json::Map<String, Value>]| {
+        let mut m: BTreeMap<(String, Ipv4Addr, bool), usize> = BTreeMap::new();
+        for r in recs {
+            let key = (
+                string(r, "classification").to_owned(),
+                addr(string(r, "saddr")),
+                boolean(r, "repeat"),
+            );
+            *m.entry(key).or_default() += 1;
+        }
+        m
+    };
+    let expect = |repeats: bool| {
+        let mut m = BTreeMap::new();
+        for &a in &open {
+            if repeats {
+                m.insert(("synack".to_owned(), a, false), 1);
+                m.insert(("synack".to_owned(), a, true), 1);
+            } else {
+                m.insert(("synack".to_owned(), a, false), 2);
+            }
+        }
+        for &a in &closed {
+            m.insert(("rst".to_owned(), a, false), 2);
+        }
+        for &a in &unreachable {
+            m.insert(("icmp".to_owned(), a, false), 2);
+        }
+        m
+    };
+    let check = |args: &[&str], repeats: bool, what: &str| {
+        let recs = parse_json_lines(&l.stdout(args));
+        // The two probes of a host leave from two different source ports.
+        let mut ports: BTreeMap<Ipv4Addr, BTreeSet<u64>> = BTreeMap::new();
+        for r in recs.iter().filter(|r| string(r, "classification") != "icmp") {
+            ports.entry(addr(string(r, "saddr"))).or_default().insert(uint(r, "dport"));
+        }
+        assert!(ports.values().all(|p| p.len() == 2), "{what}: two source ports per host");
+        let (got, want) = (count(&recs), expect(repeats));
+        if got != want {
+            let diff: Vec<_> = got
+                .iter()
+                .filter(|(k, v)| want.get(k) != Some(v))
+                .chain(want.iter().filter(|(k, _)| !got.contains_key(k)))
+                .take(10)
+                .collect();
+            panic!(
+                "{what}: {} keys, {} expected; first differences {diff:?}",
+                got.len(),
+                want.len()
+            );
+        }
+    };
+    check(&[&base[..], &fields[..], &["--output-filter", ""]].concat(), true, "full dedup");
+    check(
+        &[&base[..], &fields[..], &["--output-filter", "", "--dedup-method", "none"]].concat(),
+        false,
+        "no dedup",
+    );
+    let recs = parse_json_lines(
+        &l.stdout(&[&base[..], &fields[..], &["--output-filter", "repeat = 1"]].concat()),
+    );
+    assert!(recs.iter().all(|r| string(r, "classification") == "synack" && boolean(r, "repeat")));
+    let got = unique(recs.iter().map(|r| addr(string(r, "saddr"))), "repeat = 1");
+    assert_same(&got, &open, "repeat = 1");
+    l.assert_blocklist_respected();
+}
