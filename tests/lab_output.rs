@@ -201,14 +201,39 @@ fn check_common_fields(
 #[test]
 fn json_all_fields_every_reply_matches_the_truth() {
     let Some(l) = output_lab("198.18.8.0/22", 101, None) else { return };
+    let meta = l.path("meta.json");
     let start = now_secs();
-    let out = l.stdout(&["-p", "80", "-r", "5000", "-O", "json", "-f", "*", "--output-filter", ""]);
+    let out = l.stdout(&[
+        "-p",
+        "80",
+        "-r",
+        "5000",
+        "-O",
+        "json",
+        "-f",
+        "*",
+        "--output-filter",
+        "",
+        "-m",
+        meta.to_str().expect("utf-8"),
+    ]);
     let end = now_secs();
     let recs = parse_json_lines(&out);
     let scanner = l.lab.scanner_ip();
     let mut by_class: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+    let mut last = (0, 0);
+    let mut in_cooldown = false;
+    let mut success_cooldown = 0;
     for rec in &recs {
         check_common_fields(rec, scanner, start, end);
+        // Records come out in capture order, and the cooldown starts once.
+        let t = (uint(rec, "timestamp_ts"), uint(rec, "timestamp_us"));
+        assert!(t >= last, "capture times go back from {last:?} at {rec:?}");
+        last = t;
+        let cooldown = boolean(rec, "cooldown");
+        assert!(cooldown || !in_cooldown, "cooldown ended before {rec:?}");
+        in_cooldown = cooldown;
+        success_cooldown += usize::from(cooldown && boolean(rec, "success"));
         let saddr = addr(string(rec, "saddr"));
         let class = string(rec, "classification");
         assert_eq!(boolean(rec, "success"), class == "synack", "{rec:?}");
@@ -243,6 +268,16 @@ fn json_all_fields_every_reply_matches_the_truth() {
     assert_same(&take("rst"), &l.closed(), "rst");
     assert_same(&take("icmp"), &l.unreachable(), "icmp");
     assert!(!l.unreachable().is_empty());
+    // The metadata's counters describe the same answers.
+    let v: Value = serde_json::from_str(&read(&meta)).expect("the metadata is JSON");
+    let (open, failures) = (l.open().len(), l.closed().len() + l.unreachable().len());
+    assert_eq!(v["output_results"], recs.len(), "{v}");
+    assert_eq!(v["validation_passed"], recs.len(), "{v}");
+    assert_eq!(v["success_total"], open, "{v}");
+    assert_eq!(v["success_unique"], open, "{v}");
+    assert_eq!(v["failure_total"], failures, "{v}");
+    assert_eq!(v["success_cooldown_total"], success_cooldown, "{v}");
+    assert_eq!(v["packets_sent"], 1022, "{v}");
     l.assert_blocklist_respected();
 }
 
@@ -501,6 +536,33 @@ fn field_names() -> Vec<String> {
     names
 }
 
+/// Waits for rzmap, whose output pipe was just closed, to end within `limit` (about one
+/// output flush), and checks that it said nothing about the pipe. Returns the exit status
+/// and standard error.
+fn wait_quietly(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let closed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for rzmap") {
+            break s;
+        }
+        if closed_at.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rzmap kept running {limit:?} after its output pipe was closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("rzmap exited {:?} after its output pipe was closed", closed_at.elapsed());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    let lower = err.to_lowercase();
+    for word in ["error", "pipe", "panic", "fatal"] {
+        assert!(!lower.contains(word), "rzmap is quiet about the closed pipe: {err}");
+    }
+    (status, err)
+}
+
 /// Reads a file or fails with its name.
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -540,6 +602,19 @@ fn output_file_and_closed_pipe() {
     assert_same(&closed, &l.closed(), "-o FILE rst rows");
     assert_eq!(frows.len(), open.len() + closed.len(), "only synack and rst rows");
 
+    // `| true`: the reader is gone before the first write (the csv header): status 0.
+    for args in [&["-O", "csv", "--output-filter", "success = 1"][..], &[][..]] {
+        let mut child = l
+            .cmd(&[&["-p", "80", "-r", "5000"][..], args].concat())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rzmap");
+        drop(child.stdout.take());
+        let (status, err) = wait_quietly(child, Duration::from_secs(5));
+        assert!(status.success(), "{args:?}: a closed pipe is status 0, got {status:?}: {err}");
+    }
+
     // `| head -n 3`: a slow scan (about 10 s) whose reader goes away after three lines.
     let probes_before = l.lab.probe_packets().expect("nft counter");
     let mut child = l
@@ -556,27 +631,8 @@ fn output_file_and_closed_pipe() {
         assert!(open.contains(&addr(line.trim_end())), "{line:?}");
     }
     drop(reader);
-    let closed_at = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for rzmap") {
-            break s;
-        }
-        if closed_at.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rzmap kept running 5 s after its output pipe was closed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    eprintln!("rzmap exited {:?} after its output pipe was closed", closed_at.elapsed());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-        .expect("read stderr");
+    let (status, err) = wait_quietly(child, Duration::from_secs(3));
     assert!(status.success(), "a closed pipe ends rzmap with status 0, got {status:?}: {err}");
-    let lower = err.to_lowercase();
-    for word in ["error", "pipe", "panic", "fatal"] {
-        assert!(!lower.contains(word), "rzmap is quiet about the closed pipe: {err}");
-    }
     let probes = l.lab.probe_packets().expect("nft counter") - probes_before;
     assert!(probes < 800, "the scan stopped when the reader went away, not after {probes} probes");
     l.assert_blocklist_respected();
