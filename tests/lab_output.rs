@@ -869,3 +869,55 @@ fn repeat_field_with_two_probes() {
     assert_same(&got, &open, "repeat = 1");
     l.assert_blocklist_respected();
 }
+
+/// UDP answers in csv: binary fields as lowercase hex (the lab echoes the probe's payload),
+/// NULL cells empty; the classifications and ICMP reasons split the lab exactly into its
+/// UDP-open hosts, its UDP-closed hosts (port unreachable) and its unreachable hosts.
+#[test]
+fn udp_payloads_and_icmp_errors_in_csv() {
+    let Some(l) = output_lab("198.18.88.0/22", 1111, None) else { return };
+    let payload = "rzmap lab, output";
+    let hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
+    let probe_args = format!("text:{payload}");
+    let text = l.stdout(&[
+        "-M",
+        "udp",
+        "-p",
+        "53",
+        "-r",
+        "5000",
+        "--probe-args",
+        &probe_args,
+        "-f",
+        "saddr,classification,success,sport,udp_pkt_size,data,icmp_unreach_str",
+        "--output-filter",
+        "",
+    ]);
+    let (header, rows) = parse_csv(&text);
+    assert_eq!(
+        header,
+        ["saddr", "classification", "success", "sport", "udp_pkt_size", "data", "icmp_unreach_str"]
+    );
+    let mut by_class: BTreeMap<(String, String), Vec<Ipv4Addr>> = BTreeMap::new();
+    for r in &rows {
+        match r[1].as_str() {
+            "udp" => {
+                let size = (8 + payload.len()).to_string();
+                assert_eq!(r[2..], ["1", "53", size.as_str(), hex.as_str(), ""], "{r:?}");
+            }
+            "icmp" => assert_eq!(r[2..6], ["0", "", "", ""], "{r:?}"),
+            other => panic!("unexpected classification {other:?}: {r:?}"),
+        }
+        by_class.entry((r[1].clone(), r[6].clone())).or_default().push(addr(&r[0]));
+    }
+    let t = l.lab.truth();
+    let mut take = |c: &str, why: &str| {
+        unique(by_class.remove(&(c.to_owned(), why.to_owned())).unwrap_or_default(), c)
+    };
+    let set = |v: &[Ipv4Addr]| -> Addrs { v.iter().copied().collect() };
+    assert_same(&take("udp", ""), &set(&t.udp_open), "udp");
+    assert_same(&take("icmp", "port unreachable"), &set(&t.udp_closed), "port unreachable");
+    assert_same(&take("icmp", "host unreachable"), &set(&t.unreachable), "host unreachable");
+    assert!(by_class.is_empty(), "other rows: {by_class:?}");
+    l.assert_blocklist_respected();
+}
