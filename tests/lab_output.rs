@@ -468,7 +468,8 @@ fn redis_lists_hold_exactly_the_open_hosts() {
     let got = unique(recs.iter().map(|r| addr(r["saddr"].as_str().expect("saddr"))), "json");
     assert_same(&got, &l.open(), "redis json");
 
-    let url = format!("redis://127.0.0.1:{}/0?key=rzc&format=csv", redis.port);
+    // Small batches: many RPUSHes, still each record exactly once.
+    let url = format!("redis://127.0.0.1:{}/0?key=rzc&format=csv&batch=7", redis.port);
     let args = ["-p", "80", "-r", "5000", "-O", "redis", "--output-args", &url];
     l.stdout(&[&args[..], &["-f", "saddr,success"], &filter[..]].concat());
     let rows = redis.list("rzc");
@@ -867,6 +868,9 @@ fn repeat_field_with_two_probes() {
     assert!(recs.iter().all(|r| string(r, "classification") == "synack" && boolean(r, "repeat")));
     let got = unique(recs.iter().map(|r| addr(string(r, "saddr"))), "repeat = 1");
     assert_same(&got, &open, "repeat = 1");
+    // Default mode drops failures and repeats: each open host once.
+    let text = l.stdout(&["-p", "80", "-r", "5000", "-P", "2"]);
+    assert_same(&unique(text.lines().map(addr), "default mode"), &open, "default mode, -P 2");
     l.assert_blocklist_respected();
 }
 
