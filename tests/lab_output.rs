@@ -698,6 +698,12 @@ fn sigint_keeps_every_record_and_writes_the_metadata() {
     );
     // Answers in flight at the moment of the signal may be lost; nothing older may be.
     let lost: Vec<_> = reachable.difference(&got).collect();
+    eprintln!(
+        "SIGINT after {} probes: {} records, {} open hosts probed, lost {lost:?}",
+        probed.len(),
+        got.len(),
+        reachable.len()
+    );
     assert!(lost.len() <= 2, "open hosts probed before the signal but missing: {lost:?}");
 
     let v: Value = serde_json::from_str(&read(&meta)).expect("the metadata is JSON");
