@@ -97,6 +97,31 @@ impl OutputLab {
         self.lab.truth().unreachable.iter().copied().collect()
     }
 
+    /// Panics with the addresses missing from and unexpected in `got`, compared with `want`,
+    /// and the lab's counters (to tell a lab loss from a scanner loss).
+    fn assert_same(&self, got: &Addrs, want: &Addrs, what: &str) {
+        if got != want {
+            let missing: Vec<_> = want.difference(got).collect();
+            let extra: Vec<_> = got.difference(want).collect();
+            panic!(
+                "{what}: {} results, {} expected; missing {missing:?}; unexpected {extra:?}; {}",
+                got.len(),
+                want.len(),
+                self.counters()
+            );
+        }
+    }
+
+    /// The lab's answer counters so far, for failure messages.
+    fn counters(&self) -> String {
+        format!(
+            "lab counters (all scans so far): probes {:?}, answers sent {:?}, delivered {:?}",
+            self.lab.probe_packets(),
+            self.lab.replies_sent(),
+            self.lab.replies_delivered()
+        )
+    }
+
     /// No packet reached a blocklisted address during all the scans of this lab.
     fn assert_blocklist_respected(&self) {
         assert_eq!(self.lab.blocklisted_packets().expect("nft counter"), 0);
@@ -114,19 +139,6 @@ fn unique(items: impl IntoIterator<Item = Ipv4Addr>, what: &str) -> Addrs {
         assert!(set.insert(a), "{what}: {a} appears more than once");
     }
     set
-}
-
-/// Panics with the addresses missing from and unexpected in `got`, compared with `want`.
-fn assert_same(got: &Addrs, want: &Addrs, what: &str) {
-    if got != want {
-        let missing: Vec<_> = want.difference(got).collect();
-        let extra: Vec<_> = got.difference(want).collect();
-        panic!(
-            "{what}: {} results, {} expected; missing {missing:?}; unexpected {extra:?}",
-            got.len(),
-            want.len()
-        );
-    }
 }
 
 /// Parses csv text with a header row; returns the header and the rows.
@@ -264,9 +276,9 @@ fn json_all_fields_every_reply_matches_the_truth() {
         by_class.entry(class.to_owned()).or_default().push(saddr);
     }
     let mut take = |c: &str| unique(by_class.remove(c).unwrap_or_default(), c);
-    assert_same(&take("synack"), &l.open(), "synack");
-    assert_same(&take("rst"), &l.closed(), "rst");
-    assert_same(&take("icmp"), &l.unreachable(), "icmp");
+    l.assert_same(&take("synack"), &l.open(), "synack");
+    l.assert_same(&take("rst"), &l.closed(), "rst");
+    l.assert_same(&take("icmp"), &l.unreachable(), "icmp");
     assert!(!l.unreachable().is_empty());
     // The metadata's counters describe the same answers.
     let v: Value = serde_json::from_str(&read(&meta)).expect("the metadata is JSON");
@@ -297,7 +309,7 @@ fn success_filter_gives_exactly_the_open_hosts() {
         assert_eq!(r[1], "synack", "{r:?}");
     }
     let got = unique(rows.iter().map(|r| addr(&r[0])), "csv");
-    assert_same(&got, &l.open(), "csv, success = 1 && repeat = 0");
+    l.assert_same(&got, &l.open(), "csv, success = 1 && repeat = 0");
 
     let text = l.stdout(&[&base[..], &filter[..], &["-O", "json"][..]].concat());
     assert!(text.lines().all(|l| l.starts_with("{\"saddr\":")), "-f order: {text}");
@@ -308,7 +320,7 @@ fn success_filter_gives_exactly_the_open_hosts() {
         assert_eq!(string(rec, "classification"), "synack");
     }
     let got = unique(recs.iter().map(|r| addr(string(r, "saddr"))), "json");
-    assert_same(&got, &l.open(), "json, success = 1 && repeat = 0");
+    l.assert_same(&got, &l.open(), "json, success = 1 && repeat = 0");
     l.assert_blocklist_respected();
 }
 
@@ -333,7 +345,7 @@ fn csv_filter_and_default_mode_on_one_and_two_ports() {
         assert_eq!(r[1..], ["80", "rst", "0"], "{r:?}");
     }
     let got = unique(rows.iter().map(|r| addr(&r[0])), "rst rows");
-    assert_same(&got, &l.closed(), "csv, classification = rst");
+    l.assert_same(&got, &l.closed(), "csv, classification = rst");
 
     // Every field of every answer: as many cells as header names, NULL as an empty cell.
     let text = l.stdout(&["-p", "80", "-r", "5000", "-f", "*", "--output-filter", ""]);
@@ -353,18 +365,19 @@ fn csv_filter_and_default_mode_on_one_and_two_ports() {
         by_class.entry(r[class].clone()).or_default().push(addr(&r[saddr]));
     }
     let mut take = |c: &str| unique(by_class.remove(c).unwrap_or_default(), c);
-    assert_same(&take("synack"), &l.open(), "csv -f '*' synack");
-    assert_same(&take("rst"), &l.closed(), "csv -f '*' rst");
-    assert_same(&take("icmp"), &l.unreachable(), "csv -f '*' icmp");
+    l.assert_same(&take("synack"), &l.open(), "csv -f '*' synack");
+    l.assert_same(&take("rst"), &l.closed(), "csv -f '*' rst");
+    l.assert_same(&take("icmp"), &l.unreachable(), "csv -f '*' icmp");
     assert!(by_class.is_empty(), "other classifications: {by_class:?}");
 
     // Default mode: first successes only, field saddr, no header.
     let text = l.stdout(&["-p", "80", "-r", "5000"]);
     let got = unique(text.lines().map(addr), "default mode");
-    assert_same(&got, &l.open(), "default mode, one port");
+    l.assert_same(&got, &l.open(), "default mode, one port");
 
     // Two ports: `saddr,sport` per open (host, port), still no header.
-    let text = l.stdout(&["-p", "80,81", "-r", "5000"]);
+    let meta = l.path("two-ports.json");
+    let text = l.stdout(&["-p", "80,81", "-r", "5000", "-m", meta.to_str().expect("utf-8")]);
     let mut got = BTreeSet::new();
     for line in text.lines() {
         let (a, p) = line.split_once(',').unwrap_or_else(|| panic!("not saddr,sport: {line:?}"));
@@ -375,7 +388,11 @@ fn csv_filter_and_default_mode_on_one_and_two_ports() {
     if got != want {
         let missing: Vec<_> = want.difference(&got).collect();
         let extra: Vec<_> = got.difference(&want).collect();
-        panic!("default mode, two ports: missing {missing:?}; unexpected {extra:?}");
+        panic!(
+            "default mode, two ports: missing {missing:?}; unexpected {extra:?}; {}; rzmap: {}",
+            l.counters(),
+            read(&meta)
+        );
     }
     l.assert_blocklist_respected();
 }
@@ -466,7 +483,7 @@ fn redis_lists_hold_exactly_the_open_hosts() {
         assert_eq!(r["classification"], "synack", "{r}");
     }
     let got = unique(recs.iter().map(|r| addr(r["saddr"].as_str().expect("saddr"))), "json");
-    assert_same(&got, &l.open(), "redis json");
+    l.assert_same(&got, &l.open(), "redis json");
 
     // Small batches: many RPUSHes, still each record exactly once.
     let url = format!("redis://127.0.0.1:{}/0?key=rzc&format=csv&batch=7", redis.port);
@@ -480,7 +497,7 @@ fn redis_lists_hold_exactly_the_open_hosts() {
         }),
         "csv",
     );
-    assert_same(&got, &l.open(), "redis csv");
+    l.assert_same(&got, &l.open(), "redis csv");
     assert!(redis.list("rzj").len() == got.len(), "the json list is untouched");
     l.assert_blocklist_respected();
 }
@@ -597,10 +614,10 @@ fn output_file_and_closed_pipe() {
         frows.iter().filter(|r| r[1..] == ["synack", "1"]).map(|r| addr(&r[0])),
         "synack rows",
     );
-    assert_same(&open, &l.open(), "-o FILE synack rows");
+    l.assert_same(&open, &l.open(), "-o FILE synack rows");
     let closed =
         unique(frows.iter().filter(|r| r[1..] == ["rst", "0"]).map(|r| addr(&r[0])), "rst rows");
-    assert_same(&closed, &l.closed(), "-o FILE rst rows");
+    l.assert_same(&closed, &l.closed(), "-o FILE rst rows");
     assert_eq!(frows.len(), open.len() + closed.len(), "only synack and rst rows");
 
     // `| true`: the reader is gone before the first write (the csv header): status 0.
@@ -747,7 +764,7 @@ fn redis_buffers_until_the_server_comes_up() {
     assert!(out.status.success(), "rzmap failed: {err}");
     assert!(err.contains("reconnected"), "the reconnection is reported: {err}");
     let got = unique(redis.list("late").iter().map(|a| addr(a)), "late redis");
-    assert_same(&got, &open, "redis that came up mid-scan");
+    l.assert_same(&got, &open, "redis that came up mid-scan");
     l.assert_blocklist_respected();
 }
 
@@ -784,19 +801,19 @@ fn filter_expressions_on_live_answers() {
     let (lo, hi) = (l.lab.prefix().nth(256), l.lab.prefix().nth(768));
     let rows = scan(&format!("saddr >= {lo} && saddr < {hi} && success = 1"));
     let want: Addrs = open.iter().copied().filter(|a| (lo..hi).contains(a)).collect();
-    assert_same(&saddrs(&rows, "range"), &want, "saddr range");
+    l.assert_same(&saddrs(&rows, "range"), &want, "saddr range");
 
     let rows = scan("sport = 0");
     assert!(rows.iter().all(|r| r[0] == "icmp"), "{rows:?}");
-    assert_same(&saddrs(&rows, "sport = 0"), &unreachable, "sport = 0 (NULL)");
+    l.assert_same(&saddrs(&rows, "sport = 0"), &unreachable, "sport = 0 (NULL)");
 
     let rows = scan("(classification = rst && ttl > 10) || classification = synack");
     let want: Addrs = open.union(&closed).copied().collect();
-    assert_same(&saddrs(&rows, "rst or synack"), &want, "(rst && ttl > 10) || synack");
+    l.assert_same(&saddrs(&rows, "rst or synack"), &want, "(rst && ttl > 10) || synack");
 
     let rows = scan("classification != \"synack\"");
     let want: Addrs = closed.union(&unreachable).copied().collect();
-    assert_same(&saddrs(&rows, "!= synack"), &want, "classification != \"synack\"");
+    l.assert_same(&saddrs(&rows, "!= synack"), &want, "classification != \"synack\"");
     l.assert_blocklist_respected();
 }
 
@@ -873,10 +890,10 @@ fn repeat_field_with_two_probes() {
     );
     assert!(recs.iter().all(|r| string(r, "classification") == "synack" && boolean(r, "repeat")));
     let got = unique(recs.iter().map(|r| addr(string(r, "saddr"))), "repeat = 1");
-    assert_same(&got, &open, "repeat = 1");
+    l.assert_same(&got, &open, "repeat = 1");
     // Default mode drops failures and repeats: each open host once.
     let text = l.stdout(&["-p", "80", "-r", "5000", "-P", "2"]);
-    assert_same(&unique(text.lines().map(addr), "default mode"), &open, "default mode, -P 2");
+    l.assert_same(&unique(text.lines().map(addr), "default mode"), &open, "default mode, -P 2");
     l.assert_blocklist_respected();
 }
 
@@ -925,9 +942,9 @@ fn udp_payloads_and_icmp_errors_in_csv() {
         unique(by_class.remove(&(c.to_owned(), why.to_owned())).unwrap_or_default(), c)
     };
     let set = |v: &[Ipv4Addr]| -> Addrs { v.iter().copied().collect() };
-    assert_same(&take("udp", ""), &set(&t.udp_open), "udp");
-    assert_same(&take("icmp", "port unreachable"), &set(&t.udp_closed), "port unreachable");
-    assert_same(&take("icmp", "host unreachable"), &set(&t.unreachable), "host unreachable");
+    l.assert_same(&take("udp", ""), &set(&t.udp_open), "udp");
+    l.assert_same(&take("icmp", "port unreachable"), &set(&t.udp_closed), "port unreachable");
+    l.assert_same(&take("icmp", "host unreachable"), &set(&t.unreachable), "host unreachable");
     assert!(by_class.is_empty(), "other rows: {by_class:?}");
     l.assert_blocklist_respected();
 }
