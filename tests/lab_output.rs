@@ -533,6 +533,7 @@ fn max_results_counts_filtered_records() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&meta).expect("metadata"))
         .expect("metadata is JSON");
     assert_eq!(v["max_results"], 5);
+    assert_eq!(v["cooldown_secs"], 20, "the later -c wins");
     assert_eq!(v["output_results"], 5, "{v}");
     assert!(v["packets_sent"].as_u64().expect("packets_sent") < 1022, "stopped early: {v}");
     l.assert_blocklist_respected();
