@@ -587,8 +587,9 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// 6. `-o FILE` writes what stdout would get; a reader that closes the pipe after three lines
-///    (`rzmap | head -n 3`) ends the scan promptly and quietly with status 0.
+/// 6. `-o FILE` writes what stdout would get (replacing an older, longer file); a write error
+///    ends the scan with status 1; a reader that closes the pipe, before the first write or
+///    after three lines (`rzmap | head -n 3`), ends it promptly and quietly with status 0.
 #[test]
 fn output_file_and_closed_pipe() {
     let Some(l) = output_lab("198.18.48.0/22", 606, None) else { return };
@@ -620,6 +621,15 @@ fn output_file_and_closed_pipe() {
         unique(frows.iter().filter(|r| r[1..] == ["rst", "0"]).map(|r| addr(&r[0])), "rst rows");
     l.assert_same(&closed, &l.closed(), "-o FILE rst rows");
     assert_eq!(frows.len(), open.len() + closed.len(), "only synack and rst rows");
+
+    // Any other write error (here ENOSPC) ends the scan at once with status 1 and says why.
+    let probes_before = l.lab.probe_packets().expect("nft counter");
+    let out = l.cmd(&["-p", "80", "-r", "300", "-o", "/dev/full"]).output().expect("run rzmap");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let probes = l.lab.probe_packets().expect("nft counter") - probes_before;
+    assert!(probes < 800, "the scan stopped at the write error, not after {probes} probes");
 
     // `| true`: the reader is gone before the first write (the csv header): status 0.
     for args in [&["-O", "csv", "--output-filter", "success = 1"][..], &[][..]] {
