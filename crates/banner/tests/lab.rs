@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -227,35 +227,98 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Runs `rzmap RZMAP_ARGS -o - | rzmap-banner BANNER_ARGS` as one `sh -c` pipeline inside the
-/// scanner namespace; returns the grabber's output and rzmap's stderr. Fails the test when
-/// rzmap fails.
-fn pipeline(bl: &BannerLab, rzmap_args: &[&str], banner_args: &[&str]) -> (Output, String) {
+/// What one `rzmap | rzmap-banner` pipeline produced.
+struct PipelineRun {
+    /// rzmap-banner's exit status, stdout (records) and stderr (summary).
+    banner: Output,
+    /// rzmap's results, as copied off the pipe by `tee`: the targets rzmap-banner was given.
+    found: BTreeSet<SocketAddr>,
+    /// rzmap's stderr.
+    rzmap_stderr: String,
+    /// rzmap's metadata (`-m`).
+    rzmap_meta: serde_json::Value,
+}
+
+impl PipelineRun {
+    /// The open hosts rzmap reported on `port`.
+    fn found_on(&self, port: u16) -> BTreeSet<Ipv4Addr> {
+        self.found.iter().filter(|a| a.port() == port).map(v4).collect()
+    }
+
+    /// Context for a failed comparison: where packets were lost, and rzmap's own words.
+    fn context(&self, bl: &BannerLab) -> String {
+        let m = &self.rzmap_meta;
+        format!(
+            "lab answers sent {:?}, delivered to the scanner ns {:?}; rzmap: pcap_recv {}, \
+             pcap_drop {}, success_unique {}\nrzmap stderr:\n{}",
+            bl.lab.replies_sent(),
+            bl.lab.replies_delivered(),
+            m["pcap_recv"],
+            m["pcap_drop"],
+            m["success_unique"],
+            self.rzmap_stderr
+        )
+    }
+}
+
+/// Pipelines run one at a time: each keeps the CPUs busy for a moment, and an rzmap whose
+/// receive thread is starved of CPU loses replies in its packet ring (`pcap_drop` > 0).
+static PIPELINES: Mutex<()> = Mutex::new(());
+
+/// Runs `rzmap RZMAP_ARGS -o - | tee FILE | rzmap-banner BANNER_ARGS` as one `sh -c` pipeline
+/// inside the scanner namespace. `tee` keeps a copy of what rzmap wrote (results without a
+/// `sport` count as `default_port`), so a loss can be told apart: rzmap's or the grabber's.
+/// Fails the test when either program fails.
+fn pipeline(
+    bl: &BannerLab,
+    rzmap_args: &[&str],
+    default_port: u16,
+    banner_args: &[&str],
+) -> PipelineRun {
     let join = |v: &[&str]| v.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
-    let (rz_err, rz_rc) = (bl.path("rzmap.stderr"), bl.path("rzmap.rc"));
+    let q = |p: PathBuf| sh_quote(&p.to_string_lossy());
     let script = format!(
-        "{{ {rzmap} {rargs} -o - 2>{err}; echo $? >{rc}; }} | {banner} {bargs}",
+        "{{ {rzmap} {rargs} -o - -m {meta} 2>{err}; echo $? >{rc}; }} | tee {copy} | \
+         {banner} {bargs}",
         rzmap = sh_quote(&rzmap_bin().to_string_lossy()),
         rargs = join(rzmap_args),
-        err = sh_quote(&rz_err.to_string_lossy()),
-        rc = sh_quote(&rz_rc.to_string_lossy()),
+        meta = q(bl.path("rzmap.meta.json")),
+        err = q(bl.path("rzmap.stderr")),
+        rc = q(bl.path("rzmap.rc")),
+        copy = q(bl.path("rzmap.out")),
         banner = sh_quote(BANNER),
         bargs = join(banner_args),
     );
     let mut cmd = bl.lab.scanner_cmd("sh");
     // No default config file may change the scan.
     cmd.arg("-c").arg(&script).env("RZMAP_DEFAULT_CONFIG", "");
-    let out = run_limited(cmd, b"", "the rzmap | rzmap-banner pipeline");
-    let rz_stderr = std::fs::read_to_string(&rz_err).unwrap_or_default();
-    let rc = std::fs::read_to_string(&rz_rc).unwrap_or_default();
-    assert_eq!(rc.trim(), "0", "rzmap failed in the pipeline:\n{rz_stderr}");
+    let banner = {
+        let _one_at_a_time = PIPELINES.lock().unwrap_or_else(|e| e.into_inner());
+        run_limited(cmd, b"", "the rzmap | rzmap-banner pipeline")
+    };
+    let read = |name: &str| std::fs::read_to_string(bl.path(name)).unwrap_or_default();
+    let rzmap_stderr = read("rzmap.stderr");
+    assert_eq!(read("rzmap.rc").trim(), "0", "rzmap failed in the pipeline:\n{rzmap_stderr}");
     assert!(
-        out.status.success(),
+        banner.status.success(),
         "rzmap-banner failed in the pipeline ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        banner.status,
+        String::from_utf8_lossy(&banner.stderr)
     );
-    (out, rz_stderr)
+    let mut found = BTreeSet::new();
+    for line in read("rzmap.out").lines() {
+        let (addr, port) = if line.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line).expect("rzmap json line");
+            let port = v["sport"].as_u64().map_or(default_port, |p| p as u16);
+            (v["saddr"].as_str().expect("saddr").to_string(), port)
+        } else {
+            (line.to_string(), default_port)
+        };
+        let ip: IpAddr = addr.parse().unwrap_or_else(|_| panic!("rzmap output line {line:?}"));
+        assert!(found.insert(SocketAddr::new(ip, port)), "rzmap reported {ip}:{port} twice");
+    }
+    let rzmap_meta = serde_json::from_str(&read("rzmap.meta.json")).expect("rzmap metadata");
+    PipelineRun { banner, found, rzmap_stderr, rzmap_meta }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,26 +506,21 @@ fn pipeline_from_rzmap_loses_no_open_host() {
     let rzmap_args = ["-q", "-p", &port, &prefix, "-b", &bfile, "-r", "5000", "-c", "1"];
     let banner_args = ["-p", &port, "-c", "50"];
     let start = Instant::now();
-    let (out, rz_stderr) = pipeline(&bl, &rzmap_args, &banner_args);
+    let run = pipeline(&bl, &rzmap_args, GREETING_PORT, &banner_args);
     eprintln!("pipeline over {prefix} took {:?}", start.elapsed());
-    let recs = parse_csv(&out.stdout);
+    let recs = parse_csv(&run.banner.stdout);
 
-    let got: BTreeSet<Ipv4Addr> = recs.keys().map(v4).collect();
-    let want = bl.open();
-    assert_eq!(
-        got,
-        want,
-        "{}\nlab answers sent {:?}, delivered {:?}\nrzmap stderr:\n{rz_stderr}",
-        diff(&got, &want),
-        bl.lab.replies_sent(),
-        bl.lab.replies_delivered()
-    );
+    // The grabber lost nothing of what it was given...
+    let given: BTreeSet<SocketAddr> = recs.keys().copied().collect();
+    assert_eq!(given, run.found, "rzmap-banner's records differ from rzmap's results");
+    // ... and rzmap found every open host (else the loss is rzmap's, not the grabber's).
+    let (got, want) = (run.found_on(GREETING_PORT), bl.open());
+    assert_eq!(got, want, "rzmap: {}\n{}", diff(&got, &want), run.context(&bl));
     for (key, rec) in &recs {
-        assert_eq!(key.port(), GREETING_PORT);
         assert_eq!(rec.outcome, "banner", "{key}: {rec:?}");
         assert_eq!(rec.data, GREETING.as_bytes(), "{key}");
     }
-    let s = summary(&out.stderr);
+    let s = summary(&run.banner.stderr);
     assert_eq!(s["hosts read"], want.len() as u64);
     assert_eq!(s["bad input lines"], 0);
     bl.assert_blocklist_respected();
@@ -501,21 +559,16 @@ fn pipeline_with_json_saddr_sport_over_two_ports() {
     ];
     let banner_args = ["-p", "1", "-c", "50", "--format", "csv"];
     let start = Instant::now();
-    let (out, rz_stderr) = pipeline(&bl, &rzmap_args, &banner_args);
+    let run = pipeline(&bl, &rzmap_args, 1, &banner_args);
     eprintln!("json pipeline over {prefix} took {:?}", start.elapsed());
-    let recs = parse_csv(&out.stdout);
+    let recs = parse_csv(&run.banner.stdout);
 
+    let given: BTreeSet<SocketAddr> = recs.keys().copied().collect();
+    assert_eq!(given, run.found, "rzmap-banner's records differ from rzmap's results");
     let want = bl.open();
     for port in [GREETING_PORT, HTTP_PORT] {
-        let got: BTreeSet<Ipv4Addr> = recs.keys().filter(|k| k.port() == port).map(v4).collect();
-        assert_eq!(
-            got,
-            want,
-            "port {port}: {}\nlab answers sent {:?}, delivered {:?}\nrzmap stderr:\n{rz_stderr}",
-            diff(&got, &want),
-            bl.lab.replies_sent(),
-            bl.lab.replies_delivered()
-        );
+        let got = run.found_on(port);
+        assert_eq!(got, want, "rzmap, port {port}: {}\n{}", diff(&got, &want), run.context(&bl));
     }
     assert_eq!(recs.len(), 2 * want.len(), "records only for ports 22 and 80");
     for (key, rec) in &recs {
@@ -526,7 +579,7 @@ fn pipeline_with_json_saddr_sport_over_two_ports() {
             assert_http_response(&rec.data, *key);
         }
     }
-    let s = summary(&out.stderr);
+    let s = summary(&run.banner.stderr);
     assert_eq!(s["hosts read"], 2 * want.len() as u64);
     assert_eq!(s["bad input lines"], 0);
     bl.assert_blocklist_respected();
