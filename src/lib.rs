@@ -21,6 +21,7 @@ pub mod conffile;
 pub mod config;
 pub mod listing;
 pub mod plan;
+pub mod rst_guard;
 pub mod scan;
 pub mod targets;
 

@@ -98,8 +98,11 @@ pub fn set_system_fields(rec: &mut Record, start: usize, flags: ResponseFlags, t
 }
 
 impl ResponseHandler for &mut OutputHandler {
-    fn classify(&mut self, packet: &[u8], _ts: SystemTime) -> Option<Verdict> {
-        self.processor.process(packet).ok()
+    fn classify(&mut self, packet: &[u8], ts: SystemTime) -> Option<Verdict> {
+        let verdict = self.processor.process(packet).ok()?;
+        // Modules that report timing (icmp_echo_time's rtt_us) need the capture time.
+        self.processor.set_capture_time(ts.duration_since(UNIX_EPOCH).unwrap_or_default());
+        Some(verdict)
     }
 
     fn emit(&mut self, _packet: &[u8], ts: SystemTime, _v: &Verdict, flags: ResponseFlags) -> bool {

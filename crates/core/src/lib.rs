@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod filter;
+pub mod handshake;
 pub mod iter;
 pub mod link;
 pub mod monitor;
