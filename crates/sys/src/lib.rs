@@ -8,6 +8,7 @@
 //! - [`send`]: frames (any iterator of slices, such as the engine's
 //!   `rzmap_core::link::FrameBatch`) sent with `sendmmsg` on an AF_PACKET socket or, for `-X`,
 //!   an `IPPROTO_RAW` socket;
+//! - [`tx_ring`]: the same frames through a TPACKET_V2 `PACKET_TX_RING` (one kick per batch);
 //! - [`bpf`] and [`ring`]: classic BPF filters built in Rust and a TPACKET_V3 receive ring;
 //! - [`process`] and [`signals`]: CPU pinning, dropping root, signal flags.
 //!
@@ -36,3 +37,4 @@ pub mod ring;
 pub mod send;
 pub mod signals;
 mod sock;
+pub mod tx_ring;
