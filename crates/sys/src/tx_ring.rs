@@ -351,6 +351,6 @@ mod tests {
         assert_eq!(BLOCK_SIZE % 4096, 0);
         // TPACKET_ALIGN(sizeof(tpacket2_hdr)) is the data offset for TX.
         assert_eq!(size_of::<libc::tpacket2_hdr>().div_ceil(16) * 16, DATA_OFFSET);
-        assert!(MAX_FRAME_LEN >= 1514);
+        const { assert!(MAX_FRAME_LEN >= 1514) };
     }
 }
