@@ -149,6 +149,11 @@ pub struct Args {
     #[arg(short = 'X', long = "iplayer", action = ArgAction::SetTrue, help_heading = NET)]
     pub iplayer: bool,
 
+    /// How Ethernet frames are handed to the kernel: sendmmsg (default) or tx-ring
+    /// (a PACKET_TX_RING, one kick per batch); see BENCHMARKS.md "Send back ends"
+    #[arg(long = "send-backend", value_name = "NAME", hide = true, help_heading = NET)]
+    pub send_backend: Option<String>,
+
     /// netmap only: wait for an echo reply from this address (not supported by rzmap)
     #[arg(long = "netmap-wait-ping", value_name = "IP", help_heading = NET)]
     pub netmap_wait_ping: Option<String>,

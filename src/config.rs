@@ -81,6 +81,16 @@ pub enum DryRun {
     Fast,
 }
 
+/// How the live path hands Ethernet frames to the kernel (`--send-backend`, hidden).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum SendBackend {
+    /// `sendmmsg` batches on an AF_PACKET socket (the default).
+    #[default]
+    Sendmmsg,
+    /// A TPACKET_V2 `PACKET_TX_RING`, one kick per batch.
+    TxRing,
+}
+
 /// Where a stream of output goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Sink {
@@ -167,6 +177,9 @@ pub struct ScanConfig {
     pub interface: Option<String>,
     /// `-X`.
     pub iplayer: bool,
+    /// `--send-backend` (not part of ZMap's interface, so left out of the metadata).
+    #[serde(skip)]
+    pub send_backend: SendBackend,
     /// `--netmap-wait-ping`, as given (rzmap has no netmap back end and refuses it at run time).
     pub netmap_wait_ping: Option<String>,
 
@@ -276,6 +289,23 @@ pub fn resolve(
     let cooldown_secs =
         parse_or("--cooldown-time", opt(&args.cooldown_time), 0, u32::MAX.into(), 8)? as u32;
     let retries = parse_or("--retries", opt(&args.retries), 0, u32::MAX.into(), 10)? as u32;
+
+    let send_backend = match opt(&args.send_backend) {
+        None | Some("sendmmsg") => SendBackend::Sendmmsg,
+        Some("tx-ring") if args.iplayer => {
+            return Err(InputError::new(
+                "--send-backend",
+                "tx-ring sends Ethernet frames and cannot be used with --iplayer",
+            ));
+        }
+        Some("tx-ring") => SendBackend::TxRing,
+        Some(other) => {
+            return Err(InputError::new(
+                "--send-backend",
+                format!("unknown send back end {other:?} (expected sendmmsg or tx-ring)"),
+            ));
+        }
+    };
 
     let (seed, seed_provided) = match opt(&args.seed) {
         Some(s) => (parse_uint("--seed", s, 0, u64::MAX)?, true),
@@ -440,6 +470,7 @@ pub fn resolve(
         source_mac,
         interface,
         iplayer: args.iplayer,
+        send_backend,
         netmap_wait_ping: args.netmap_wait_ping.clone(),
         probe_module,
         probe_args: args.probe_args.clone(),
@@ -1136,6 +1167,11 @@ mod tests {
         assert_eq!(c.source_mac, Some([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]));
         assert_eq!(c.interface.as_deref(), Some("veth0"));
         assert!(c.iplayer);
+        assert_eq!(c.send_backend, SendBackend::Sendmmsg);
+        let ring = resolve_args(&["--send-backend=tx-ring"]).unwrap();
+        assert_eq!(ring.send_backend, SendBackend::TxRing);
+        let mmsg = resolve_args(&["--send-backend", "sendmmsg"]).unwrap();
+        assert_eq!(mmsg.send_backend, SendBackend::Sendmmsg);
         assert_eq!(c.dryrun, DryRun::Fast);
         assert_eq!(c.probe_ttl, 255);
         assert_eq!(c.output_fields.as_deref(), Some("*"));
@@ -1198,6 +1234,14 @@ mod tests {
                 "--sender-threads: expected a whole number from 1 to 255, got \"256\"",
             ),
             (&["-v", "6"], "--verbosity: expected a whole number from 0 to 5, got \"6\""),
+            (
+                &["--send-backend", "xdp"],
+                "--send-backend: unknown send back end \"xdp\" (expected sendmmsg or tx-ring)",
+            ),
+            (
+                &["--send-backend=tx-ring", "-X"],
+                "--send-backend: tx-ring sends Ethernet frames and cannot be used with --iplayer",
+            ),
             (
                 &["--probe-ttl", "0"],
                 "--probe-ttl: expected a whole number from 1 to 255, got \"0\"",

@@ -2,6 +2,8 @@
 //!
 //! - [`EthernetTx`]: an [`AfPacketSender`] sending whole Ethernet frames;
 //! - [`IpLayerTx`]: a [`RawIpSender`] sending frames from byte 14 (`-X`);
+//! - [`TxRingTx`]: a [`TxRingSender`] sending whole Ethernet frames through a transmit ring
+//!   (`--send-backend=tx-ring`);
 //! - [`RingRx`]: a [`PacketRing`] with the probe module's BPF filter; it strips the link header
 //!   (14 bytes, or none on the cooked ring used with `-X`) and hands IP packets to the engine.
 //!
@@ -19,6 +21,7 @@ use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
 use rzmap_sys::process::pin_current_thread;
 use rzmap_sys::ring::{PacketRing, RingConfig};
 use rzmap_sys::send::{AfPacketSender, RawIpSender};
+use rzmap_sys::tx_ring::TxRingSender;
 
 /// The last send error number seen by any sender (0 = none), for the log.
 #[derive(Debug, Default)]
@@ -115,12 +118,35 @@ impl PacketTx for IpLayerTx {
     }
 }
 
-/// Either live sender, so all sender threads have one type.
+/// Whole Ethernet frames through an AF_PACKET transmit ring (`--send-backend=tx-ring`).
+pub struct TxRingTx {
+    sender: TxRingSender,
+    cpu: Option<usize>,
+    errors: Arc<SendErrors>,
+}
+
+impl TxRingTx {
+    /// Wraps an opened ring sender; pins its thread to `cpu` on first use.
+    pub fn new(sender: TxRingSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
+        Self { sender, cpu, errors }
+    }
+}
+
+impl PacketTx for TxRingTx {
+    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
+        pin(&mut self.cpu);
+        outcome(self.sender.send_from(batch.frames()), &self.errors)
+    }
+}
+
+/// Any live sender, so all sender threads have one type.
 pub enum LiveTx {
-    /// AF_PACKET.
+    /// AF_PACKET, `sendmmsg`.
     Ethernet(EthernetTx),
     /// Raw IP (`-X`).
     IpLayer(IpLayerTx),
+    /// AF_PACKET transmit ring.
+    TxRing(TxRingTx),
 }
 
 impl PacketTx for LiveTx {
@@ -128,6 +154,7 @@ impl PacketTx for LiveTx {
         match self {
             LiveTx::Ethernet(t) => t.send_batch(batch),
             LiveTx::IpLayer(t) => t.send_batch(batch),
+            LiveTx::TxRing(t) => t.send_batch(batch),
         }
     }
 }

@@ -54,13 +54,13 @@ use rzmap_core::probe::{ProbeConfig, ProbeModule, Reject};
 use rzmap_core::rate::SystemClock;
 use rzmap_core::validate::Validator;
 
-use crate::config::{DryRun, ScanConfig, Sink};
+use crate::config::{DryRun, ScanConfig, SendBackend, Sink};
 use crate::plan::ScanPlan;
 use crate::targets::Targets;
 
 use self::dryrun::{FastDryRun, StdoutSlot, TextDryRun};
 use self::handler::OutputHandler;
-use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors};
+use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors, TxRingTx};
 use self::report::{Reporter, RunFacts};
 
 /// How long discovery waits for the gateway to answer ARP.
@@ -507,6 +507,18 @@ impl Context<'_> {
                 })?;
                 s.set_retries(config.retries);
                 LiveTx::IpLayer(IpLayerTx::new(s, cpu, Arc::clone(&errors)))
+            } else if config.send_backend == SendBackend::TxRing {
+                let ring = rzmap_sys::tx_ring::TxRingConfig::default();
+                let mut s =
+                    rzmap_sys::tx_ring::TxRingSender::open(addr.ifindex, addr.gw_mac, &ring)
+                        .map_err(|e| {
+                            InputError::new(
+                                "--send-backend",
+                                format!("cannot open a transmit ring on {}: {e}", addr.iface),
+                            )
+                        })?;
+                s.set_retries(config.retries);
+                LiveTx::TxRing(TxRingTx::new(s, cpu, Arc::clone(&errors)))
             } else {
                 let mut s = rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
                     .map_err(|e| {

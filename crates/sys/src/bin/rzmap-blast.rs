@@ -8,6 +8,8 @@
 //!
 //! Modes: `sendto` (one frame per `sendmmsg` call, the cost of a `sendto` loop),
 //! `sendmmsg` (batches of `--batch`, default 64) and `qdisc-bypass` (batches plus
+//! `PACKET_QDISC_BYPASS`), `tx-ring` (batches copied into a TPACKET_V2 transmit ring,
+//! [`TxRingSender`], one kick per batch) and `tx-ring-bypass` (the ring plus
 //! `PACKET_QDISC_BYPASS`). Frames are templates written once per batch slot; per frame only
 //! the destination address and port and the two checksums are patched.
 //!
@@ -20,10 +22,11 @@ use std::time::Instant;
 
 use rzmap_sys::discovery::link_by_name;
 use rzmap_sys::netns::{enter_netns, require_in_netns};
-use rzmap_sys::send::AfPacketSender;
+use rzmap_sys::send::{AfPacketSender, SendOutcome};
+use rzmap_sys::tx_ring::{TxRingConfig, TxRingSender};
 
 const USAGE: &str = "usage: rzmap-blast --netns NS --iface IF --src IP --gw-mac MAC \
---dst 198.18.0.0/16 [--ports N] [--mode sendto|sendmmsg|qdisc-bypass] [--batch N] [--count N]";
+--dst 198.18.0.0/16 [--ports N] [--mode sendto|sendmmsg|qdisc-bypass|tx-ring|tx-ring-bypass] [--batch N] [--count N]";
 
 /// Length of the frames sent (Ethernet minimum without FCS).
 const FRAME_LEN: usize = 60;
@@ -37,6 +40,8 @@ enum Mode {
     Sendto,
     Sendmmsg,
     QdiscBypass,
+    TxRing,
+    TxRingBypass,
 }
 
 impl Mode {
@@ -45,6 +50,8 @@ impl Mode {
             Mode::Sendto => "sendto",
             Mode::Sendmmsg => "sendmmsg",
             Mode::QdiscBypass => "qdisc-bypass",
+            Mode::TxRing => "tx-ring",
+            Mode::TxRingBypass => "tx-ring-bypass",
         }
     }
 }
@@ -106,6 +113,8 @@ fn parse_args() -> Result<Opts, String> {
                     "sendto" => Mode::Sendto,
                     "sendmmsg" => Mode::Sendmmsg,
                     "qdisc-bypass" => Mode::QdiscBypass,
+                    "tx-ring" => Mode::TxRing,
+                    "tx-ring-bypass" => Mode::TxRingBypass,
                     _ => return Err(bad()),
                 }
             }
@@ -192,6 +201,12 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
+/// The two send back ends.
+enum Sender {
+    Mmsg(AfPacketSender),
+    Ring(TxRingSender),
+}
+
 struct Report {
     sent: u64,
     failed: u64,
@@ -205,12 +220,21 @@ fn blast(o: &Opts) -> Result<Report, String> {
     require_in_netns(&o.netns).map_err(|e| e.to_string())?;
     let link = link_by_name(&o.iface).map_err(|e| e.to_string())?;
     let src_mac = link.mac.ok_or_else(|| format!("{} has no MAC address", o.iface))?;
-    let mut sender = AfPacketSender::open(link.index, o.gw_mac)
-        .map_err(|e| format!("AF_PACKET socket on {}: {e}", o.iface))?;
-    sender.set_retries(0);
-    if o.mode == Mode::QdiscBypass {
-        sender.set_qdisc_bypass(true).map_err(|e| format!("PACKET_QDISC_BYPASS: {e}"))?;
-    }
+    let mut sender = if matches!(o.mode, Mode::TxRing | Mode::TxRingBypass) {
+        let cfg = TxRingConfig { qdisc_bypass: o.mode == Mode::TxRingBypass, ..Default::default() };
+        let mut s = TxRingSender::open(link.index, o.gw_mac, &cfg)
+            .map_err(|e| format!("AF_PACKET transmit ring on {}: {e}", o.iface))?;
+        s.set_retries(0);
+        Sender::Ring(s)
+    } else {
+        let mut s = AfPacketSender::open(link.index, o.gw_mac)
+            .map_err(|e| format!("AF_PACKET socket on {}: {e}", o.iface))?;
+        s.set_retries(0);
+        if o.mode == Mode::QdiscBypass {
+            s.set_qdisc_bypass(true).map_err(|e| format!("PACKET_QDISC_BYPASS: {e}"))?;
+        }
+        Sender::Mmsg(s)
+    };
     // One template per batch slot, written once; per frame only the patch below changes.
     let mut slots = vec![[0u8; 64]; o.batch];
     for slot in &mut slots {
@@ -230,7 +254,11 @@ fn blast(o: &Opts) -> Result<Report, String> {
             patch(f, dst, port);
             i += 1;
         }
-        let out = sender.send_from(slots[..n].iter().map(|f| &f[..FRAME_LEN]));
+        let frames = slots[..n].iter().map(|f| &f[..FRAME_LEN]);
+        let out: SendOutcome = match &mut sender {
+            Sender::Mmsg(s) => s.send_from(frames),
+            Sender::Ring(s) => s.send_from(frames),
+        };
         sent += out.sent as u64;
         failed += out.failed as u64;
         if out.last_errno.is_some() {
