@@ -390,19 +390,22 @@ def main():
             budget = 60 + total / 20000  # a floor of 20 kpps
             jobs = []
             if "blast" in tools:
-                for m in ("sendto", "sendmmsg", "qdisc-bypass"):
+                for m in ("sendto", "sendmmsg", "qdisc-bypass", "tx-ring", "tx-ring-bypass"):
                     jobs.append(lambda m=m: sink_run(
                         rnd, "blast", m, "max",
                         [a.blast, "--netns", sink.scan_ns, "--iface", sink.scan_if,
                          "--src", sink.sip, "--gw-mac", sink.gmac, "--dst", LAB_PREFIX,
                          "--ports", str(ports), "--mode", m], total, budget))
             if "rzmap" in tools:
-                for label, rate, thr in (("-T 1", 0, 1), ("-T 2", 0, 2)):
-                    meta = os.path.join(work, f"rz-{rnd}-{thr}.json")
-                    jobs.append(lambda label=label, rate=rate, thr=thr, meta=meta: sink_run(
+                for label, rate, thr, extra in (("-T 1", 0, 1, []), ("-T 2", 0, 2, []),
+                                                ("-T 1 tx-ring", 0, 1,
+                                                 ["--send-backend=tx-ring"])):
+                    meta = os.path.join(work, f"rz-{rnd}-{thr}-{len(extra)}.json")
+                    jobs.append(lambda label=label, rate=rate, thr=thr, meta=meta, extra=extra:
+                                sink_run(
                         rnd, "rzmap", f"-r 0 {label}", "max",
                         rzmap_cmd(sink, a.rzmap, rate, f"{BASE_PORT}-{BASE_PORT + ports - 1}",
-                                  empty_bl, "/dev/null", 1, thr) + ["-m", meta],
+                                  empty_bl, "/dev/null", 1, thr) + ["-m", meta] + extra,
                         total, budget, meta=meta))
             if "zmap" in tools:
                 meta = os.path.join(work, f"z-{rnd}.json")
@@ -581,7 +584,9 @@ def render(rows, meta):
              "by that and by the per-round ratio to rzmap-blast, the raw AF_PACKET path limit "
              "(`crates/sys/src/bin/rzmap-blast.rs`: pre-built 60-byte SYNs, `sendto` = one "
              "frame per call, `sendmmsg` = 64 per call, `qdisc-bypass` = 64 per call plus "
-             "PACKET_QDISC_BYPASS). ZMap 2.1.1 sends to one port only, so it gets `-P 64` "
+             "PACKET_QDISC_BYPASS, `tx-ring` = 64 frames copied into a PACKET_TX_RING per "
+             "kick, `tx-ring-bypass` = the same plus PACKET_QDISC_BYPASS; rzmap `tx-ring` = "
+             "`--send-backend=tx-ring`). ZMap 2.1.1 sends to one port only, so it gets `-P 64` "
              "(64 probes per address) where the others get 64 ports. masscan 1.3.2's receive "
              "thread sleeps in libpcap until a frame arrives and so never exits by itself; "
              "after its `--wait` the harness sends one UDP datagram from the net side to wake "
@@ -637,6 +642,24 @@ def render(rows, meta):
                              if rr and rr[0]["cpu_per_m"] else "–")
             L.append(f"| {rnd + 1} | " + " | ".join(cells) + " |")
         L.append("")
+        base = {r["round"]: r for r in sink
+                if (r["tool"], r["mode"]) == ("blast", "sendmmsg") and r["pps"]
+                and r["cpu_per_m"]}
+        if base:
+            L.append("Per round, relative to blast sendmmsg of the same round "
+                     "(pps ratio / CPU-per-M ratio):\n")
+            L.append("| round | " + " | ".join(f"{t} {m}" for t, m in keys) + " |")
+            L.append("|---" * (len(keys) + 1) + "|")
+            for rnd in sorted(base):
+                b = base[rnd]
+                cells = []
+                for k in keys:
+                    rr = [r for r in sink if r["round"] == rnd and (r["tool"], r["mode"]) == k]
+                    ok = rr and rr[0]["pps"] and rr[0]["cpu_per_m"]
+                    cells.append(f"{rr[0]['pps'] / b['pps']:.2f} / "
+                                 f"{rr[0]['cpu_per_m'] / b['cpu_per_m']:.2f}" if ok else "–")
+                L.append(f"| {rnd + 1} | " + " | ".join(cells) + " |")
+            L.append("")
     pacing = [r for r in rows if r["case"] == "pacing"]
     if pacing:
         n = pacing[0]["expected"]
