@@ -14,7 +14,8 @@
 # "## Lab benchmarks" (replacing that section only). --quick: 1 round, 1M SYNs, fewer cases.
 # Every scanner runs under `ip netns exec <scanner ns>` of a lab whose only link leads to the
 # lab's own net namespace; nothing is sent anywhere else. Labs are removed on exit (trap).
-# Driver options: --rounds N, --ports N, --tools blast,rzmap,zmap,masscan, --cases sink,full,pacing.
+# Driver options: --rounds N, --ports N, --tools blast,rzmap,zmap,masscan, --cases sink,full,pacing,
+# --rzmap-extra=ARGS (full-stack case only, e.g. --rzmap-extra=--send-backend=tx-ring).
 # Re-render an earlier run without scanning:
 #   python3 scripts/bench_lab.py --render-only target/bench-lab/results.json --update BENCHMARKS.md
 set -euo pipefail

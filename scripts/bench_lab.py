@@ -322,6 +322,9 @@ def main():
     ap.add_argument("--blast")
     ap.add_argument("--lab")
     ap.add_argument("--rzmap")
+    ap.add_argument("--rzmap-extra", default="", metavar="ARGS",
+                    help="full-stack case: extra rzmap arguments, e.g. "
+                         "--rzmap-extra=--send-backend=tx-ring")
     ap.add_argument("--zmap", default="zmap")
     ap.add_argument("--masscan", default="masscan")
     ap.add_argument("--state", help="file collecting lab ids (for teardown)")
@@ -475,8 +478,8 @@ def main():
                         mode = "-T 1"
                     elif tool == "rzmap":
                         argv = rzmap_cmd(full, a.rzmap, 0 if rate == "max" else rate, "80", bl,
-                                         out, 2, 1)
-                        mode = "-T 1"
+                                         out, 2, 1) + a.rzmap_extra.split()
+                        mode = " ".join(["-T 1"] + a.rzmap_extra.split())
                     else:
                         argv = masscan_cmd(full, a.masscan,
                                            10000000 if rate == "max" else rate, "80", bl, out, 2)
