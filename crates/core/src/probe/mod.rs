@@ -471,37 +471,12 @@ pub fn icmp_unreach_str(code: u8) -> &'static str {
 /// `saddr_raw`/`daddr_raw` are the addresses as stored in memory read as a host-order u32,
 /// as ZMap prints them (1.2.3.4 is 0x04030201 on a little-endian host).
 pub fn fill_ip_fields(ip: &Ipv4Packet<&[u8]>, rec: &mut Record) {
-    set_addr(rec, 0, ip.src());
+    rec.set_ipv4(0, ip.src());
     rec.set_int(1, u64::from(u32::from_ne_bytes(ip.src().octets())));
-    set_addr(rec, 2, ip.dst());
+    rec.set_ipv4(2, ip.dst());
     rec.set_int(3, u64::from(u32::from_ne_bytes(ip.dst().octets())));
     rec.set_int(4, u64::from(ip.ident()));
     rec.set_int(5, u64::from(ip.ttl()));
-}
-
-/// Sets a dotted-quad string without going through `core::fmt` (this runs per reply).
-#[inline]
-pub(crate) fn set_addr(rec: &mut Record, i: usize, a: Ipv4Addr) {
-    let mut buf = [0u8; 15];
-    let mut n = 0;
-    for (k, o) in a.octets().into_iter().enumerate() {
-        if k > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        if o >= 100 {
-            buf[n] = b'0' + o / 100;
-            n += 1;
-        }
-        if o >= 10 {
-            buf[n] = b'0' + (o / 10) % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + o % 10;
-        n += 1;
-    }
-    // Only ASCII digits and dots were written.
-    rec.set_str(i, std::str::from_utf8(&buf[..n]).unwrap_or(""));
 }
 
 /// Sets the four ICMP fields at `at..at+4` to null.
@@ -520,9 +495,9 @@ pub(crate) fn fill_icmp_error_fields(
     at: usize,
 ) {
     if let Some(inner) = icmp.quoted() {
-        set_addr(rec, 0, inner.dst());
+        rec.set_ipv4(0, inner.dst());
     }
-    set_addr(rec, at, outer.src());
+    rec.set_ipv4(at, outer.src());
     rec.set_int(at + 1, u64::from(icmp.msg_type()));
     rec.set_int(at + 2, u64::from(icmp.code()));
     rec.set_str(at + 3, icmp_unreach_str(icmp.code()));
@@ -909,22 +884,6 @@ mod tests {
                     m.name()
                 );
             }
-        }
-    }
-
-    #[test]
-    fn set_addr_matches_display() {
-        let mut rec = Record::new(1);
-        for a in [
-            [0, 0, 0, 0],
-            [255, 255, 255, 255],
-            [1, 10, 100, 9],
-            [198, 19, 3, 40],
-            [10, 0, 99, 101],
-        ] {
-            let a = Ipv4Addr::from(a);
-            set_addr(&mut rec, 0, a);
-            assert_eq!(rec.get(0), crate::fields::Value::Str(&a.to_string()));
         }
     }
 
