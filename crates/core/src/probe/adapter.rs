@@ -23,6 +23,8 @@ pub struct ProbeSender {
     cfg: Arc<ProbeConfig>,
     validator: Validator,
     rng: AesRand,
+    /// `module.uses_time()`, read once: it is fixed for a module and asked per probe.
+    uses_time: bool,
 }
 
 impl ProbeSender {
@@ -34,7 +36,8 @@ impl ProbeSender {
         validator: Validator,
         rng: AesRand,
     ) -> Self {
-        Self { module, cfg, validator, rng }
+        let uses_time = module.uses_time();
+        Self { module, cfg, validator, rng, uses_time }
     }
 }
 
@@ -46,7 +49,7 @@ impl FrameBuilder for ProbeSender {
     fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize {
         let IpAddr::V4(dst) = target.addr else { return 0 };
         let validation = self.validator.words(src_ip, dst, target.port);
-        let now = if self.module.uses_time() {
+        let now = if self.uses_time {
             SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
         } else {
             Duration::ZERO
