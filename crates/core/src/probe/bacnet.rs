@@ -17,7 +17,6 @@
 //! end of the capture (so Ethernet padding is not reported). ZMap compares the UDP length in
 //! network byte order against the BVLC minimum; rzmap checks the real length.
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 
 use super::udp_family::{
@@ -25,8 +24,8 @@ use super::udp_family::{
 };
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields, reply_ip,
+    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
+    fill_ip_fields, icmp_fields, reply_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -186,13 +185,8 @@ impl ProbeModule for BacnetScan {
             rec.set_str(base + F_CLASS, "bacnet");
             rec.set_bool(base + F_SUCCESS, true);
             rec.set_bin(base + F_PAYLOAD, u.payload());
-            null_icmp_fields(rec, base + F_ICMP);
         } else {
-            rec.set_str(base + F_CLASS, "icmp");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(&ip, rec, "icmp", base + F_CLASS, base + F_SUCCESS, base + F_ICMP);
         }
     }
 }

@@ -26,7 +26,7 @@ use super::payload::{MAX_ICMP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
     ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip, write_c_hex04, write_eth_ip,
+    fill_ip_fields, icmp_fields, patch_ip, reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -236,7 +236,6 @@ impl ProbeModule for IcmpEchoScan {
         } else {
             rec.set_int(base + F_ID, u64::from(icmp.echo_ident()));
             rec.set_int(base + F_SEQ, u64::from(icmp.echo_seq()));
-            null_icmp_fields(rec, base + F_ICMP);
         }
     }
 }

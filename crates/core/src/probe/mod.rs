@@ -479,13 +479,6 @@ pub fn fill_ip_fields(ip: &Ipv4Packet<&[u8]>, rec: &mut Record) {
     rec.set_int(5, u64::from(ip.ttl()));
 }
 
-/// Sets the four ICMP fields at `at..at+4` to null.
-pub(crate) fn null_icmp_fields(rec: &mut Record, at: usize) {
-    for i in at..at + 4 {
-        rec.set_null(i);
-    }
-}
-
 /// Fills the ICMP fields at `at..at+4` from an ICMP error, and rewrites `saddr` to the quoted
 /// datagram's destination (the original target).
 pub(crate) fn fill_icmp_error_fields(
@@ -550,6 +543,55 @@ pub(crate) fn check_icmp_error(
         return Err(Reject::SourceNotInScope);
     }
     Ok(QuotedProbe { our_addr: outer.dst(), target: inner.dst(), head })
+}
+
+/// Validates an ICMP error (the payload of `outer`) quoting one of our `inner_proto` probes
+/// that starts with source and destination ports (TCP, UDP): [`check_icmp_error`], then
+/// [`check_quoted_ports`].
+pub(crate) fn validate_icmp_error(
+    outer: &Ipv4Packet<&[u8]>,
+    inner_proto: u8,
+    chk: &ReplyCheck<'_>,
+) -> Result<ReplyKind, Reject> {
+    let icmp = Icmpv4Packet::new_checked(outer.payload())?;
+    let q = check_icmp_error(outer, &icmp, inner_proto, chk)?;
+    check_quoted_ports(q.our_addr, q.target, &q.head, chk)
+}
+
+/// Checks the ports of a quoted probe sent from `us` to `target`: its destination port a
+/// target port, its source port inside the window of the target's validation word.
+pub(crate) fn check_quoted_ports(
+    us: Ipv4Addr,
+    target: Ipv4Addr,
+    head: &L4Head8,
+    chk: &ReplyCheck<'_>,
+) -> Result<ReplyKind, Reject> {
+    if !chk.target_ports.contains(head.dst_port()) {
+        return Err(Reject::UnexpectedSourcePort);
+    }
+    let v = chk.validator.words(us, target, head.dst_port());
+    if !chk.port_in_window(head.src_port(), v[1]) {
+        return Err(Reject::PortOutsideWindow);
+    }
+    Ok(ReplyKind::IcmpError)
+}
+
+/// Classifies a validated ICMP error: `classification` `class` ("icmp", or "icmp-unreach" in
+/// some modules), `success` false, and the four ICMP fields from `icmp_at` (see
+/// [`fill_icmp_error_fields`]).
+pub(crate) fn classify_icmp_error(
+    ip: &Ipv4Packet<&[u8]>,
+    rec: &mut Record,
+    class: &'static str,
+    class_at: usize,
+    success_at: usize,
+    icmp_at: usize,
+) {
+    rec.set_str(class_at, class);
+    rec.set_bool(success_at, false);
+    if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
+        fill_icmp_error_fields(ip, &icmp, rec, icmp_at);
+    }
 }
 
 /// Writes the Ethernet and IPv4 headers of a probe template (no IP options, TOS 0, DF clear,

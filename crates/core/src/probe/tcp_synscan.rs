@@ -2,15 +2,14 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::tcp::{self, TcpOptionSummary, TcpPacket};
 
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
-    write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
+    fill_ip_fields, icmp_fields, patch_ip, reply_ip, validate_icmp_error, write_c_hex04,
+    write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -258,18 +257,7 @@ impl ProbeModule for TcpSynScan {
                 };
                 if ok { Ok(kind) } else { Err(Reject::NotOurs) }
             }
-            ipv4::PROTO_ICMP => {
-                let icmp = Icmpv4Packet::new_checked(ip.payload())?;
-                let q = check_icmp_error(&ip, &icmp, ipv4::PROTO_TCP, chk)?;
-                if !chk.target_ports.contains(q.head.dst_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(q.our_addr, q.target, q.head.dst_port());
-                if !chk.port_in_window(q.head.src_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::IcmpError)
-            }
+            ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_TCP, chk),
             _ => Err(Reject::WrongProtocol),
         }
     }
@@ -306,14 +294,16 @@ impl ProbeModule for TcpSynScan {
                 let synack = *kind == ReplyKind::SynAck;
                 rec.set_str(base + F_CLASS, if synack { "synack" } else { "rst" });
                 rec.set_bool(base + F_SUCCESS, synack);
-                null_icmp_fields(rec, base + F_ICMP);
             }
             _ => {
-                rec.set_str(base + F_CLASS, "icmp");
-                rec.set_bool(base + F_SUCCESS, false);
-                if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                    fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-                }
+                classify_icmp_error(
+                    &ip,
+                    rec,
+                    "icmp",
+                    base + F_CLASS,
+                    base + F_SUCCESS,
+                    base + F_ICMP,
+                );
             }
         }
     }

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::udp::{self, UdpPacket};
 
@@ -11,9 +10,9 @@ use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::template::{Template, TemplateInput};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
-    write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
+    fill_ip_fields, icmp_fields, patch_ip, reply_ip, validate_icmp_error, write_c_hex04,
+    write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -235,18 +234,7 @@ impl ProbeModule for UdpScan {
                 }
                 Ok(ReplyKind::Udp)
             }
-            ipv4::PROTO_ICMP => {
-                let icmp = Icmpv4Packet::new_checked(ip.payload())?;
-                let q = check_icmp_error(&ip, &icmp, ipv4::PROTO_UDP, chk)?;
-                if !chk.target_ports.contains(q.head.dst_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(q.our_addr, q.target, q.head.dst_port());
-                if !chk.port_in_window(q.head.src_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::IcmpError)
-            }
+            ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_UDP, chk),
             _ => Err(Reject::WrongProtocol),
         }
     }
@@ -268,13 +256,8 @@ impl ProbeModule for UdpScan {
             if !u.is_empty() {
                 rec.set_bin(base + F_DATA, u.payload());
             }
-            null_icmp_fields(rec, base + F_ICMP);
         } else {
-            rec.set_str(base + F_CLASS, "icmp");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(&ip, rec, "icmp", base + F_CLASS, base + F_SUCCESS, base + F_ICMP);
         }
     }
 }
