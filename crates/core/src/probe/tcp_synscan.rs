@@ -213,53 +213,15 @@ impl ProbeModule for TcpSynScan {
     }
 
     fn describe(&self, frame: &[u8], with_eth: bool, out: &mut String) {
-        let seg = frame.get(ETH_IP_LEN..).and_then(|s| TcpPacket::new_checked(s).ok());
-        if let Some(t) = seg {
-            let _ = write!(
-                out,
-                "tcp {{ source: {} | dest: {} | seq: {} | checksum: ",
-                t.src_port(),
-                t.dst_port(),
-                t.seq()
-            );
-            write_c_hex04(out, t.checksum());
-            out.push_str(" }\n");
-        }
-        describe_ip_eth(frame, with_eth, out);
+        describe_tcp(frame, with_eth, out);
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = reply_ip(ip)?;
-        match ip.protocol() {
-            ipv4::PROTO_TCP => {
-                let t = TcpPacket::new_checked(ip.payload())?;
-                let kind = if t.rst() {
-                    ReplyKind::Rst
-                } else if t.syn() && t.ack_flag() {
-                    ReplyKind::SynAck
-                } else {
-                    return Err(Reject::UnexpectedType);
-                };
-                if chk.check_source_port(true) && !chk.target_ports.contains(t.src_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                if !(chk.in_scope)(ip.src()) {
-                    return Err(Reject::SourceNotInScope);
-                }
-                let v = chk.validator.words(ip.dst(), ip.src(), t.src_port());
-                if !chk.port_in_window(t.dst_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                let ack = t.ack();
-                let ok = match kind {
-                    ReplyKind::Rst => ack == v[0] || ack == v[0].wrapping_add(1),
-                    _ => ack == v[0].wrapping_add(1),
-                };
-                if ok { Ok(kind) } else { Err(Reject::NotOurs) }
-            }
-            ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_TCP, chk),
-            _ => Err(Reject::WrongProtocol),
-        }
+        // An RST may acknowledge the SYN's sequence number or the one after it.
+        validate_tcp(ip, chk, |kind, _seq, ack, v| match kind {
+            ReplyKind::Rst => ack == v[0] || ack == v[0].wrapping_add(1),
+            _ => ack == v[0].wrapping_add(1),
+        })
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
@@ -306,6 +268,59 @@ impl ProbeModule for TcpSynScan {
                 );
             }
         }
+    }
+}
+
+/// Appends the dry-run block of a TCP probe frame (`tcp { .. }`, then IP and Ethernet), as
+/// ZMap prints both SYN and SYN-ACK probes.
+pub(crate) fn describe_tcp(frame: &[u8], with_eth: bool, out: &mut String) {
+    if let Some(t) = frame.get(ETH_IP_LEN..).and_then(|s| TcpPacket::new_checked(s).ok()) {
+        let _ = write!(
+            out,
+            "tcp {{ source: {} | dest: {} | seq: {} | checksum: ",
+            t.src_port(),
+            t.dst_port(),
+            t.seq()
+        );
+        write_c_hex04(out, t.checksum());
+        out.push_str(" }\n");
+    }
+    describe_ip_eth(frame, with_eth, out);
+}
+
+/// Validates a reply to a TCP probe: a SYN-ACK or RST from a target port (when source-port
+/// validation is on), from an address in scope, to a port inside the target's window, that
+/// `answers(kind, seq, ack, validation words)` accepts; or an ICMP error quoting our probe.
+pub(crate) fn validate_tcp(
+    ip: &[u8],
+    chk: &ReplyCheck<'_>,
+    answers: impl Fn(ReplyKind, u32, u32, &[u32; 4]) -> bool,
+) -> Result<ReplyKind, Reject> {
+    let ip = reply_ip(ip)?;
+    match ip.protocol() {
+        ipv4::PROTO_TCP => {
+            let t = TcpPacket::new_checked(ip.payload())?;
+            let kind = if t.rst() {
+                ReplyKind::Rst
+            } else if t.syn() && t.ack_flag() {
+                ReplyKind::SynAck
+            } else {
+                return Err(Reject::UnexpectedType);
+            };
+            if chk.check_source_port(true) && !chk.target_ports.contains(t.src_port()) {
+                return Err(Reject::UnexpectedSourcePort);
+            }
+            if !(chk.in_scope)(ip.src()) {
+                return Err(Reject::SourceNotInScope);
+            }
+            let v = chk.validator.words(ip.dst(), ip.src(), t.src_port());
+            if !chk.port_in_window(t.dst_port(), v[1]) {
+                return Err(Reject::PortOutsideWindow);
+            }
+            if answers(kind, t.seq(), t.ack(), &v) { Ok(kind) } else { Err(Reject::NotOurs) }
+        }
+        ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_TCP, chk),
+        _ => Err(Reject::WrongProtocol),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Pieces shared by the modules that send one fixed UDP datagram (`ntp`, `upnp`, `bacnet`):
+//! Pieces shared by the UDP modules (`udp`, and `ntp`, `upnp`, `bacnet` with a fixed datagram):
 //! building the datagram, validating UDP replies and ICMP errors exactly as the `udp` module
 //! does, and the `udp { .. }` dry-run line.
 
