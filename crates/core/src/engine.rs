@@ -382,7 +382,17 @@ fn must_stop<C: Clock>(sh: &Shared<'_, C>) -> bool {
     sh.ctl.stop.load(Ordering::Relaxed) || sh.results_done.load(Ordering::Relaxed)
 }
 
-fn flush<T: PacketTx>(tx: &mut T, batch: &mut FrameBatch, st: &mut SenderState, c: &Counters) {
+/// Sends the built frames and publishes this sender's counts. Targets are counted locally and
+/// published here, once per batch, rather than with an atomic add per target.
+fn flush<T: PacketTx>(
+    tx: &mut T,
+    batch: &mut FrameBatch,
+    st: &mut SenderState,
+    published_targets: &mut u64,
+    c: &Counters,
+) {
+    Counters::add(&c.targets_scanned, st.targets - *published_targets);
+    *published_targets = st.targets;
     if batch.is_empty() {
         return;
     }
@@ -423,6 +433,7 @@ where
     let counters = &sh.ctl.counters;
     let probes = cfg.probes_per_target.max(1);
     let mut st = SenderState { index, ..SenderState::default() };
+    let mut published_targets = 0u64;
     let mut batch = FrameBatch::new(cfg.batch_size, cfg.slot_size);
     for i in 0..batch.capacity() {
         builder.prepare(batch.slot_mut(i));
@@ -443,7 +454,7 @@ where
         match pacer.poll(&sh.ctl.rate, now) {
             Pace::Wait(d) => {
                 // Nothing is due: put what is built on the wire before waiting.
-                flush(&mut tx, &mut batch, &mut st, counters);
+                flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
                 rate::wait(sh.clock, d);
             }
             Pace::Send(n) => {
@@ -457,7 +468,6 @@ where
                         _ => match targets.next_target() {
                             Some(t) => {
                                 st.targets += 1;
-                                Counters::add(&counters.targets_scanned, 1);
                                 (t, 0)
                             }
                             None => {
@@ -474,7 +484,7 @@ where
                         batch.commit(len);
                         built += 1;
                         if batch.is_full() {
-                            flush(&mut tx, &mut batch, &mut st, counters);
+                            flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
                         }
                     }
                 }
@@ -482,7 +492,7 @@ where
             }
         }
     }
-    flush(&mut tx, &mut batch, &mut st, counters);
+    flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
     st.pending = current.filter(|&(_, p)| p < probes);
     counters.active_senders.fetch_sub(1, Ordering::SeqCst);
     if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {

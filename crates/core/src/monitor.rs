@@ -23,7 +23,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Probes the link failed to send.
     pub send_failures: AtomicU64,
-    /// Targets whose probes were all built (ZMap's `targets_scanned`).
+    /// Targets started, i.e. their first probe built (ZMap's `targets_scanned`). Senders
+    /// publish it once per batch.
     pub targets_scanned: AtomicU64,
     /// Sender threads still sending.
     pub active_senders: AtomicU64,
