@@ -95,6 +95,26 @@ pub trait ResponseHandler: Send {
 
     /// Flushes buffered output (called about once a second and at the end).
     fn flush(&mut self) {}
+
+    /// Offered every captured packet before [`Self::classify`]: `true` when the handler
+    /// consumed it outside validation (a later segment of a connection the handler keeps,
+    /// as banner grabbing does); such packets are neither validated nor counted.
+    fn intercept(&mut self, _packet: &[u8], _ts: SystemTime) -> bool {
+        false
+    }
+
+    /// Called after every receive poll: emits records that became ready outside
+    /// [`Self::emit`] (finished banner grabs), applying the output filter itself; returns
+    /// how many passed it (counted for `-N`).
+    fn after_poll(&mut self, _now: SystemTime) -> u64 {
+        0
+    }
+
+    /// Called once when receiving ends (any reason), before the last flush: finishes and
+    /// emits whatever is still pending; returns how many records passed the filter.
+    fn finish(&mut self, _now: SystemTime) -> u64 {
+        0
+    }
 }
 
 /// One sender thread's inputs.
@@ -527,6 +547,9 @@ where
             if sh.results_done.load(Ordering::Relaxed) {
                 return;
             }
+            if handler.intercept(pkt, ts) {
+                return;
+            }
             let Some(v) = handler.classify(pkt, ts) else {
                 Counters::add(&c.validation_failed, 1);
                 return;
@@ -568,6 +591,8 @@ where
         };
         // A capture error is transient for the engine: the link reports and retries.
         let _ = rx.poll(timeout, &mut deliver);
+        let extra = handler.after_poll(SystemTime::now());
+        count_extra(sh, extra);
         let stats = rx.stats();
         c.recv_total.store(stats.received, Ordering::Relaxed);
         c.kernel_drops.store(stats.dropped, Ordering::Relaxed);
@@ -578,8 +603,22 @@ where
             last_flush = now;
         }
     };
+    let extra = handler.finish(SystemTime::now());
+    count_extra(sh, extra);
     handler.flush();
     (SystemTime::now(), reason)
+}
+
+/// Counts records emitted outside `emit` for `-N`.
+fn count_extra<C: Clock>(sh: &Shared<'_, C>, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let c = &sh.ctl.counters;
+    let total = c.filter_success.fetch_add(n, Ordering::SeqCst) + n;
+    if sh.cfg.max_results.is_some_and(|max| total >= max) {
+        sh.results_done.store(true, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
