@@ -15,11 +15,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, Timelike};
 use rzmap_core::engine::{Controls, ResponseFlags, ResponseHandler, Verdict};
-use rzmap_core::fields::Record;
+use rzmap_core::fields::{Record, Schema, Value};
 use rzmap_core::filter::Filter;
 use rzmap_core::monitor::to_local;
 use rzmap_core::output::{OutputError, OutputModule};
+use rzmap_core::handshake::HandshakeStats;
 use rzmap_core::probe::adapter::ReplyProcessor;
+
+use super::banner::{self, BannerGrab};
+use std::sync::atomic::Ordering;
 
 /// Validation, system fields, filter and output for the receiver thread.
 pub struct OutputHandler {
@@ -29,6 +33,32 @@ pub struct OutputHandler {
     system_start: usize,
     controls: Arc<Controls>,
     error: Option<OutputError>,
+    banner: Option<Banner>,
+}
+
+/// `--banner` state: the grabber and the record of the output's (longer) schema.
+struct Banner {
+    grab: Box<BannerGrab>,
+    /// Record with the banner fields (IP, module, `data`, `banner_class`, system).
+    record: Record,
+    /// Fields copied from the processor's record (IP and module fields).
+    copy: usize,
+    /// Index of `data` in `record`.
+    at: usize,
+    /// Index of the first system field in `record`.
+    system: usize,
+    /// Index of `saddr`.
+    saddr: usize,
+}
+
+fn copy_value(from: &Record, i: usize, to: &mut Record) {
+    match from.get(i) {
+        Value::Null => to.set_null(i),
+        Value::Int(v) => to.set_int(i, v),
+        Value::Bool(v) => to.set_bool(i, v),
+        Value::Str(v) => to.set_str(i, v),
+        Value::Bin(v) => to.set_bin(i, v),
+    }
 }
 
 impl OutputHandler {
@@ -40,7 +70,66 @@ impl OutputHandler {
         controls: Arc<Controls>,
     ) -> Self {
         let system_start = processor.schema().system_start();
-        Self { processor, filter, output, system_start, controls, error: None }
+        Self { processor, filter, output, system_start, controls, error: None, banner: None }
+    }
+
+    /// Turns banner grabbing on: `schema` is the output's schema (the module's fields, then
+    /// `data` and `banner_class`, then the system fields).
+    pub fn with_banner(mut self, grab: BannerGrab, schema: &Schema) -> Self {
+        let copy = self.processor.schema().system_start();
+        self.banner = Some(Banner {
+            grab: Box::new(grab),
+            record: Record::for_schema(schema),
+            copy,
+            at: copy,
+            system: schema.system_start(),
+            saddr: schema.index_of("saddr").unwrap_or(0),
+        });
+        self
+    }
+
+    /// The banner grabber's counters, when `--banner` is on.
+    pub fn banner_stats(&self) -> Option<(HandshakeStats, (u64, u64))> {
+        self.banner.as_ref().map(|b| (*b.grab.stats(), b.grab.frames()))
+    }
+
+    /// Emits the records of finished grabs (every one with `all`); returns how many passed
+    /// the filter.
+    fn report_banners(&mut self, now: SystemTime, all: bool) -> u64 {
+        let Some(b) = self.banner.as_mut() else { return 0 };
+        let cooldown = self.controls.counters.active_senders.load(Ordering::Relaxed) == 0;
+        let flags = ResponseFlags { repeat: false, cooldown };
+        let (processor, filter, output) = (&mut self.processor, &self.filter, &mut self.output);
+        let Banner { grab, record, copy, at, system, saddr } = b;
+        let mut passed = 0;
+        let mut error = None;
+        grab.report(Instant::now(), all, |f| {
+            if error.is_some() {
+                return;
+            }
+            record.clear();
+            if processor.process(f.synack).is_ok() {
+                let from = processor.record();
+                for i in 0..*copy {
+                    copy_value(from, i, record);
+                }
+            } else {
+                record.set_ipv4(*saddr, f.key.their_ip);
+            }
+            f.fill_fields(record, *at);
+            set_system_fields(record, *system, flags, now);
+            if !filter.matches(record) {
+                return;
+            }
+            match output.record(record) {
+                Ok(()) => passed += 1,
+                Err(e) => error = Some(e),
+            }
+        });
+        if let Some(e) = error {
+            self.fail(e);
+        }
+        passed
     }
 
     /// The reply processor (its reject counts).
@@ -98,13 +187,50 @@ pub fn set_system_fields(rec: &mut Record, start: usize, flags: ResponseFlags, t
 }
 
 impl ResponseHandler for &mut OutputHandler {
-    fn classify(&mut self, packet: &[u8], _ts: SystemTime) -> Option<Verdict> {
-        self.processor.process(packet).ok()
+    fn intercept(&mut self, packet: &[u8], _ts: SystemTime) -> bool {
+        match self.banner.as_mut() {
+            Some(b) if banner::is_tcp(packet) && !banner::is_synack(packet) => {
+                b.grab.segment(packet, Instant::now())
+            }
+            _ => false,
+        }
     }
 
-    fn emit(&mut self, _packet: &[u8], ts: SystemTime, _v: &Verdict, flags: ResponseFlags) -> bool {
+    fn classify(&mut self, packet: &[u8], _ts: SystemTime) -> Option<Verdict> {
+        let v = self.processor.process(packet).ok()?;
+        // Before the engine's dedup: a retransmitted SYN-ACK is answered again.
+        if let Some(b) = self.banner.as_mut()
+            && banner::is_synack(packet)
+        {
+            b.grab.synack(packet, Instant::now());
+        }
+        Some(v)
+    }
+
+    fn emit(&mut self, packet: &[u8], ts: SystemTime, _v: &Verdict, flags: ResponseFlags) -> bool {
         if self.error.is_some() {
             return false;
+        }
+        if let Some(b) = self.banner.as_mut() {
+            // A SYN-ACK's record comes when its grab finishes.
+            if banner::is_synack(packet) {
+                return false;
+            }
+            b.record.clear();
+            for i in 0..b.copy {
+                copy_value(self.processor.record(), i, &mut b.record);
+            }
+            set_system_fields(&mut b.record, b.system, flags, ts);
+            if !self.filter.matches(&b.record) {
+                return false;
+            }
+            return match self.output.record(&b.record) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.fail(e);
+                    false
+                }
+            };
         }
         let start = self.system_start;
         let rec = self.processor.record_mut();
@@ -118,6 +244,26 @@ impl ResponseHandler for &mut OutputHandler {
                 self.fail(e);
                 false
             }
+        }
+    }
+
+    fn after_poll(&mut self, now: SystemTime) -> u64 {
+        match self.banner.as_mut() {
+            Some(b) => {
+                b.grab.flush();
+                self.report_banners(now, false)
+            }
+            None => 0,
+        }
+    }
+
+    fn finish(&mut self, now: SystemTime) -> u64 {
+        match self.banner.as_mut() {
+            Some(b) => {
+                b.grab.flush();
+                self.report_banners(now, true)
+            }
+            None => 0,
         }
     }
 
