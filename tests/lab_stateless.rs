@@ -60,6 +60,20 @@ impl Setup {
         out
     }
 
+    /// Runs rzmap and, `at` after the start (while rzmap is still in its cooldown), lists the
+    /// net namespace's connections: every grab has finished by then, and each server socket
+    /// must be gone, closed by our RST (a dropped RST would leave it retransmitting its FIN
+    /// until rzmap exits and the kernel answers).
+    fn run_checking_midway(&self, port: u16, extra: &[&str], at: Duration) -> (Output, Vec<String>) {
+        let mut c = self.cmd(port, extra);
+        let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(at);
+        let midway = self.lingering();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "rzmap failed: {}", String::from_utf8_lossy(&out.stderr));
+        (out, midway)
+    }
+
     fn open(&self) -> BTreeSet<Ipv4Addr> {
         self.lab.truth().open_tcp.iter().copied().collect()
     }
@@ -163,7 +177,9 @@ fn wait_until_quiet(s: &Setup) -> Vec<String> {
 #[test]
 fn greeting_is_grabbed_from_every_open_host_with_one_syn_each() {
     let Some(s) = lab("198.18.4.0/26", 21, Some(GREETING), None) else { return };
-    let out = s.run(80, &["--banner", "--banner-timeout", "3"]);
+    let (out, midway) =
+        s.run_checking_midway(80, &["--banner", "--banner-timeout", "5"], Duration::from_secs(3));
+    assert!(midway.is_empty(), "server sockets not reset by rzmap: {midway:#?}");
     let (grabs, rsts) = parse(&out);
     assert!(!s.open().is_empty());
     assert_eq!(grabs.keys().copied().collect::<BTreeSet<_>>(), s.open(), "banner hosts");
@@ -198,7 +214,12 @@ fn http_payload_gets_the_responses() {
 #[test]
 fn over_the_ip_layer_the_marked_rsts_pass_the_guard() {
     let Some(s) = lab("198.18.6.0/27", 23, Some(GREETING), None) else { return };
-    let out = s.run(80, &["-X", "--banner", "--banner-timeout", "3"]);
+    let (out, midway) = s.run_checking_midway(
+        80,
+        &["-X", "--banner", "--banner-timeout", "5"],
+        Duration::from_secs(3),
+    );
+    assert!(midway.is_empty(), "server sockets not reset by rzmap: {midway:#?}");
     let (grabs, _) = parse(&out);
     assert_eq!(grabs.keys().copied().collect::<BTreeSet<_>>(), s.open());
     for (a, (data, class)) in &grabs {
