@@ -1097,6 +1097,76 @@ mod tests {
     }
 
     #[test]
+    fn banner_flags() {
+        let c = resolve_args(&["-p", "22"]).unwrap();
+        assert_eq!(c.banner, None);
+        let c = resolve_args(&["-p", "22", "--banner", "-c", "2"]).unwrap();
+        let b = c.banner.clone().unwrap();
+        assert_eq!((b.payload.len(), b.max_bytes, b.timeout_secs, b.idle_secs), (0, 1024, 5, 1));
+        assert_eq!(b.connections, None);
+        assert_eq!(c.cooldown_secs, 5, "the cooldown lasts at least the banner timeout");
+        assert_eq!((b.capacity(10_000), b.capacity(100), b.capacity(0)), (62_500, 1024, 1_000_000));
+        let c = resolve_args(&[
+            "-p",
+            "80",
+            "--banner",
+            "--banner-payload=text:GET / HTTP/1.0\r\n",
+            "--banner-max",
+            "7",
+            "--banner-timeout",
+            "2",
+            "--banner-idle",
+            "0",
+            "--banner-connections",
+            "10",
+            "-c",
+            "9",
+        ])
+        .unwrap();
+        let b = c.banner.unwrap();
+        assert_eq!(b.payload, b"GET / HTTP/1.0\r\n");
+        assert_eq!((b.max_bytes, b.timeout_secs, b.idle_secs, b.capacity(1)), (7, 2, 0, 10));
+        assert_eq!(c.cooldown_secs, 9);
+        let c = resolve_args(&["-p", "1", "--banner", "--banner-payload", "hex:0d0a"]).unwrap();
+        assert_eq!(c.banner.unwrap().payload, b"\r\n");
+
+        for (args, want) in [
+            (&["--banner-max", "5"][..], "--banner-max: needs --banner"),
+            (&["--banner-payload", "text:x"][..], "--banner-payload: needs --banner"),
+            (
+                &["--banner", "-M", "icmp_echoscan"][..],
+                "--banner: needs the tcp_synscan probe module (got icmp_echoscan)",
+            ),
+            (
+                &["--banner", "--banner-max", "0"][..],
+                "--banner-max: expected a whole number from 1 to 65535, got \"0\"",
+            ),
+            (
+                &["--banner", "--banner-timeout", "0"][..],
+                "--banner-timeout: expected a whole number from 1 to 3600, got \"0\"",
+            ),
+            (
+                &["--banner", "--banner-connections", "2000000"][..],
+                "--banner-connections: expected a whole number from 1 to 1000000, got \"2000000\"",
+            ),
+            (
+                &["--banner", "--banner-payload", "hex:0g"][..],
+                "--banner-payload: column 6:",
+            ),
+            (&["--banner", "--banner-payload", "nope"][..], "--banner-payload: column 1:"),
+        ] {
+            let e = resolve_args(args).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        let long = format!("text:{}", "x".repeat(MAX_BANNER_PAYLOAD + 1));
+        let e = resolve_args(&["--banner", "--banner-payload", &long]).unwrap_err();
+        assert_eq!(
+            e,
+            "--banner-payload: the payload is 1401 bytes, more than the limit of 1400 bytes"
+        );
+    }
+
+    #[test]
     fn defaults_match_zmap() {
         let c = resolve_args(&[]).unwrap();
         assert_eq!(c.rate, SendRate::Default);

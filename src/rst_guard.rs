@@ -155,9 +155,8 @@ impl RstGuard {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("RST guard: cannot start the removal keeper: {e}"))?;
+        let child =
+            cmd.spawn().map_err(|e| format!("RST guard: cannot start the removal keeper: {e}"))?;
         self.removed = true;
         Ok(GuardKeeper { child, table: std::mem::take(&mut self.table) })
     }

@@ -64,7 +64,12 @@ impl Setup {
     /// net namespace's connections: every grab has finished by then, and each server socket
     /// must be gone, closed by our RST (a dropped RST would leave it retransmitting its FIN
     /// until rzmap exits and the kernel answers).
-    fn run_checking_midway(&self, port: u16, extra: &[&str], at: Duration) -> (Output, Vec<String>) {
+    fn run_checking_midway(
+        &self,
+        port: u16,
+        extra: &[&str],
+        at: Duration,
+    ) -> (Output, Vec<String>) {
         let mut c = self.cmd(port, extra);
         let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(at);

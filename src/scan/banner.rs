@@ -58,7 +58,8 @@ impl BannerGrab {
             Duration::from_secs(u64::from(cfg.timeout_secs)),
             cfg.max_bytes.max(1),
         );
-        hc.idle_timeout = (cfg.idle_secs > 0).then(|| Duration::from_secs(u64::from(cfg.idle_secs)));
+        hc.idle_timeout =
+            (cfg.idle_secs > 0).then(|| Duration::from_secs(u64::from(cfg.idle_secs)));
         hc.hash_seed = hash_seed;
         let table = HandshakeTable::with_config(hc);
         let frame_len = table.max_frame_len(cfg.payload.len());
@@ -133,7 +134,12 @@ impl BannerGrab {
 
     /// Reports finished connections (all of them with `all`, at the end of the scan) to
     /// `emit`, queuing their closing RSTs; returns how many were reported.
-    pub fn report(&mut self, now: Instant, all: bool, mut emit: impl FnMut(&Finished<'_>)) -> usize {
+    pub fn report(
+        &mut self,
+        now: Instant,
+        all: bool,
+        mut emit: impl FnMut(&Finished<'_>),
+    ) -> usize {
         let Self { table, batch, close_buf, tx, sent, failed, .. } = self;
         let mut on_done = |f: &Finished<'_>| {
             if !f.close_frame.is_empty() {

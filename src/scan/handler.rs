@@ -17,9 +17,9 @@ use chrono::{Datelike, Timelike};
 use rzmap_core::engine::{Controls, ResponseFlags, ResponseHandler, Verdict};
 use rzmap_core::fields::{Record, Schema, Value};
 use rzmap_core::filter::Filter;
+use rzmap_core::handshake::HandshakeStats;
 use rzmap_core::monitor::to_local;
 use rzmap_core::output::{OutputError, OutputModule};
-use rzmap_core::handshake::HandshakeStats;
 use rzmap_core::probe::adapter::ReplyProcessor;
 
 use super::banner::{self, BannerGrab};

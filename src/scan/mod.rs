@@ -583,11 +583,11 @@ impl Context<'_> {
             banner_ports,
         )
         .map_err(|e| {
-                    InputError::new(
-                        "--interface",
-                        format!("cannot open the capture on {}: {e}", addr.iface),
-                    )
-                })?;
+            InputError::new(
+                "--interface",
+                format!("cannot open the capture on {}: {e}", addr.iface),
+            )
+        })?;
         let out = match output::find_module(self.output.module) {
             Some(i) if i.writes_file => Some(open_sink(&config.output_file, "--output-file")?),
             _ => None,
@@ -681,7 +681,8 @@ impl Context<'_> {
             spec.exempt_mark = Some(BANNER_MARK);
         }
         let guard = RstGuard::install_with(&spec).map_err(|e| InputError::new("--banner", e))?;
-        self.logger.debug("banner", format_args!("RST guard: nftables table {}", guard.table_name()));
+        self.logger
+            .debug("banner", format_args!("RST guard: nftables table {}", guard.table_name()));
         guard.into_keeper().map_err(|e| InputError::new("--banner", e))
     }
 
@@ -701,8 +702,8 @@ impl Context<'_> {
             s.set_retries(config.retries);
             Ok(Box::new(LiveTx::IpLayer(IpLayerTx::new(s, None, errors))))
         } else {
-            let mut s = rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
-                .map_err(|e| {
+            let mut s =
+                rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac).map_err(|e| {
                     InputError::new(
                         "--interface",
                         format!("cannot open a packet socket on {}: {e}", addr.iface),
