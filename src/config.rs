@@ -1149,10 +1149,7 @@ mod tests {
                 &["--banner", "--banner-connections", "2000000"][..],
                 "--banner-connections: expected a whole number from 1 to 1000000, got \"2000000\"",
             ),
-            (
-                &["--banner", "--banner-payload", "hex:0g"][..],
-                "--banner-payload: column 6:",
-            ),
+            (&["--banner", "--banner-payload", "hex:0g"][..], "--banner-payload: column 6:"),
             (&["--banner", "--banner-payload", "nope"][..], "--banner-payload: column 1:"),
         ] {
             let e = resolve_args(args).unwrap_err();
