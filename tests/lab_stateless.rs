@@ -329,3 +329,17 @@ fn sigkill_leaves_no_table_either() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn every_option_style_completes_the_handshake() {
+    let Some(s) = lab("198.18.11.0/27", 28, Some(GREETING), None) else { return };
+    assert!(!s.open().is_empty());
+    for style in ["windows", "linux", "bsd", "smallest-probes"] {
+        let out = s.run(80, &["--banner", "--banner-timeout", "2", "--probe-args", style]);
+        let (grabs, _) = parse(&out);
+        assert_eq!(grabs.keys().copied().collect::<BTreeSet<_>>(), s.open(), "{style}");
+        for (a, (data, class)) in &grabs {
+            assert_eq!((data.as_str(), class.as_str()), (GREETING, "banner"), "{style} {a}");
+        }
+    }
+}
