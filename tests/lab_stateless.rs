@@ -343,3 +343,22 @@ fn every_option_style_completes_the_handshake() {
         }
     }
 }
+
+#[test]
+fn max_results_counts_grabs_and_closes_the_rest() {
+    let Some(s) = lab("198.18.12.0/26", 29, Some(GREETING), None) else { return };
+    assert!(s.open().len() > 3);
+    let out = s.run(
+        80,
+        &["--banner", "--banner-timeout", "3", "-N", "3", "--output-filter", "success = 1"],
+    );
+    let (grabs, _) = parse(&out);
+    assert_eq!(grabs.len(), 3, "{}", String::from_utf8_lossy(&out.stdout));
+    for (a, (data, _)) in &grabs {
+        assert!(s.open().contains(a));
+        assert!(GREETING.starts_with(data.as_str()));
+    }
+    let left = wait_until_quiet(&s);
+    assert!(left.is_empty(), "connections left in the net namespace: {left:#?}");
+    assert!(s.rzmap_tables().is_empty());
+}

@@ -95,7 +95,7 @@ impl OutputHandler {
 
     /// Emits the records of finished grabs (every one with `all`); returns how many passed
     /// the filter.
-    fn report_banners(&mut self, now: SystemTime, all: bool) -> u64 {
+    fn report_banners(&mut self, now: SystemTime, all: bool, budget: Option<u64>) -> u64 {
         let Some(b) = self.banner.as_mut() else { return 0 };
         let cooldown = self.controls.counters.active_senders.load(Ordering::Relaxed) == 0;
         let flags = ResponseFlags { repeat: false, cooldown };
@@ -103,8 +103,10 @@ impl OutputHandler {
         let Banner { grab, record, copy, at, system, saddr } = b;
         let mut passed = 0;
         let mut error = None;
+        let budget = if self.error.is_some() { Some(0) } else { budget };
         grab.report(Instant::now(), all, |f| {
-            if error.is_some() {
+            // The closing RSTs go out whatever happens to the records.
+            if error.is_some() || budget.is_some_and(|b| passed >= b) {
                 return;
             }
             record.clear();
@@ -247,21 +249,21 @@ impl ResponseHandler for &mut OutputHandler {
         }
     }
 
-    fn after_poll(&mut self, now: SystemTime) -> u64 {
+    fn after_poll(&mut self, now: SystemTime, budget: Option<u64>) -> u64 {
         match self.banner.as_mut() {
             Some(b) => {
                 b.grab.flush();
-                self.report_banners(now, false)
+                self.report_banners(now, false, budget)
             }
             None => 0,
         }
     }
 
-    fn finish(&mut self, now: SystemTime) -> u64 {
+    fn finish(&mut self, now: SystemTime, budget: Option<u64>) -> u64 {
         match self.banner.as_mut() {
             Some(b) => {
                 b.grab.flush();
-                self.report_banners(now, true)
+                self.report_banners(now, true, budget)
             }
             None => 0,
         }

@@ -105,14 +105,16 @@ pub trait ResponseHandler: Send {
 
     /// Called after every receive poll: emits records that became ready outside
     /// [`Self::emit`] (finished banner grabs), applying the output filter itself; returns
-    /// how many passed it (counted for `-N`).
-    fn after_poll(&mut self, _now: SystemTime) -> u64 {
+    /// how many passed it (counted for `-N`). At most `budget` may pass (`None`: no limit;
+    /// the rest are dropped).
+    fn after_poll(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
         0
     }
 
-    /// Called once when receiving ends (any reason), before the last flush: finishes and
-    /// emits whatever is still pending; returns how many records passed the filter.
-    fn finish(&mut self, _now: SystemTime) -> u64 {
+    /// Called once when receiving ends (any reason), before the last flush: finishes
+    /// whatever is still pending and emits at most `budget` records (`Some(0)` once `-N` is
+    /// reached); returns how many passed the filter.
+    fn finish(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
         0
     }
 }
@@ -591,7 +593,7 @@ where
         };
         // A capture error is transient for the engine: the link reports and retries.
         let _ = rx.poll(timeout, &mut deliver);
-        let extra = handler.after_poll(SystemTime::now());
+        let extra = handler.after_poll(SystemTime::now(), budget(sh));
         count_extra(sh, extra);
         let stats = rx.stats();
         c.recv_total.store(stats.received, Ordering::Relaxed);
@@ -603,10 +605,19 @@ where
             last_flush = now;
         }
     };
-    let extra = handler.finish(SystemTime::now());
+    let extra = handler.finish(SystemTime::now(), budget(sh));
     count_extra(sh, extra);
     handler.flush();
     (SystemTime::now(), reason)
+}
+
+/// Records that may still pass the filter before `-N` (`None`: no limit).
+fn budget<C: Clock>(sh: &Shared<'_, C>) -> Option<u64> {
+    if sh.results_done.load(Ordering::SeqCst) {
+        return Some(0);
+    }
+    let n = sh.ctl.counters.filter_success.load(Ordering::SeqCst);
+    sh.cfg.max_results.map(|max| max.saturating_sub(n))
 }
 
 /// Counts records emitted outside `emit` for `-N`.
