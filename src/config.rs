@@ -628,6 +628,12 @@ fn comma_items(s: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
+/// How many characters of leading whitespace `s` has (columns count characters, and Unicode
+/// whitespace such as U+0085 or U+3000 takes more than one byte).
+fn leading_blank_chars(s: &str) -> usize {
+    s.chars().take_while(|c| c.is_whitespace()).count()
+}
+
 fn parse_port_at(flag: &str, s: &str, col: usize) -> Result<u16, InputError> {
     if s.is_empty() {
         return Err(InputError::at_column(flag, col, "missing port number"));
@@ -645,7 +651,7 @@ fn parse_range_at(flag: &str, s: &str, col: usize) -> Result<(u16, u16), InputEr
     match s.split_once('-') {
         Some((a, b)) => {
             let lo = parse_port_at(flag, a.trim(), col)?;
-            let bcol = col + a.chars().count() + 1 + (b.len() - b.trim_start().len());
+            let bcol = col + a.chars().count() + 1 + leading_blank_chars(b);
             let hi = parse_port_at(flag, b.trim(), bcol)?;
             if hi < lo {
                 return Err(InputError::at_column(
@@ -692,7 +698,7 @@ pub fn parse_port_list(flag: &str, s: &str) -> Result<Vec<u16>, InputError> {
 
 /// Parses `-s`: a port or a `first-last` range.
 pub fn parse_port_range(flag: &str, s: &str) -> Result<(u16, u16), InputError> {
-    let lead = s.len() - s.trim_start().len();
+    let lead = leading_blank_chars(s);
     parse_range_at(flag, s.trim(), 1 + lead)
 }
 
@@ -714,7 +720,7 @@ pub fn parse_source_ips(flag: &str, s: &str) -> Result<Vec<Ipv4Addr>, InputError
         let (lo, hi) = match item.split_once('-') {
             Some((a, b)) => {
                 let lo = parse_ipv4_at(flag, a.trim(), col)?;
-                let bcol = col + a.chars().count() + 1 + (b.len() - b.trim_start().len());
+                let bcol = col + a.chars().count() + 1 + leading_blank_chars(b);
                 let hi = parse_ipv4_at(flag, b.trim(), bcol)?;
                 if u32::from(hi) < u32::from(lo) {
                     return Err(InputError::at_column(
@@ -818,7 +824,7 @@ fn parse_percent(flag: &str, s: &str) -> Result<f64, InputError> {
 pub fn parse_mac(flag: &str, s: &str) -> Result<[u8; 6], InputError> {
     let t = s.trim();
     let mut mac = [0u8; 6];
-    let mut col = 1 + (s.len() - s.trim_start().len());
+    let mut col = 1 + leading_blank_chars(s);
     let mut n = 0;
     for part in t.split(':') {
         let ok = (1..=2).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_hexdigit());
@@ -885,6 +891,20 @@ mod tests {
 
     fn err<T: std::fmt::Debug>(r: Result<T, InputError>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn columns_count_characters_after_unicode_whitespace() {
+        // Found by the value_parsers fuzz target: U+0085 and U+3000 are whitespace of 2 and 3
+        // bytes, and columns used to count their bytes.
+        assert_eq!(err(parse_port_range("-s", "\u{85}")), "-s: column 2: missing port number");
+        assert_eq!(err(parse_port_range("-s", "\u{85}x")), "-s: column 2: bad port \"x\"");
+        assert_eq!(err(parse_port_list("-p", "1-\u{3000}x")), "-p: column 4: bad port \"x\"");
+        assert_eq!(
+            err(parse_source_ips("-S", "1.2.3.4-\u{3000}x")),
+            "-S: column 10: bad IPv4 address \"x\""
+        );
+        assert!(err(parse_mac("-G", "\u{3000}zz")).starts_with("-G: column 2: bad MAC address"));
     }
 
     #[test]

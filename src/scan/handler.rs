@@ -198,8 +198,10 @@ impl ResponseHandler for &mut OutputHandler {
         }
     }
 
-    fn classify(&mut self, packet: &[u8], _ts: SystemTime) -> Option<Verdict> {
+    fn classify(&mut self, packet: &[u8], ts: SystemTime) -> Option<Verdict> {
         let v = self.processor.process(packet).ok()?;
+        // Modules that report timing (icmp_echo_time's rtt_us) need the capture time.
+        self.processor.set_capture_time(ts.duration_since(UNIX_EPOCH).unwrap_or_default());
         // Before the engine's dedup: a retransmitted SYN-ACK is answered again.
         if let Some(b) = self.banner.as_mut()
             && banner::is_synack(packet)

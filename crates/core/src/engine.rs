@@ -59,9 +59,10 @@ impl<F: FnMut(&mut [u8], &Target, u32, Ipv4Addr) -> usize + Send> FrameBuilder f
 /// What a validated response is, as far as the engine needs to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// The outer packet's source address (host order): the dedup key.
+    /// The responding host as the record reports it (host order): the dedup key. For ICMP
+    /// errors that is the original target, not the router.
     pub src_ip: u32,
-    /// The outer packet's source port (0 without ports): the window dedup key.
+    /// That host's port (0 without ports): the window dedup key.
     pub src_port: u16,
     /// The module's `success` classification.
     pub success: bool,

@@ -30,6 +30,52 @@ fn ip_packet(src: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     ip
 }
 
+fn udp_datagram(src: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    ip_packet(src, 17, &u)
+}
+
+/// A reply each module counts as a success (or at least classifies fully), built from the
+/// probe frame; `None` for modules covered by the ICMP-error path only.
+fn success_reply(module: &str, frame: &[u8], w: [u32; 4], target: Ipv4Addr) -> Option<Vec<u8>> {
+    let sport = u16::from_be_bytes([frame[34], frame[35]]);
+    match module {
+        "tcp_synackscan" => {
+            let mut t = vec![0u8; 20];
+            t[0..2].copy_from_slice(&80u16.to_be_bytes());
+            t[2..4].copy_from_slice(&sport.to_be_bytes());
+            t[4..8].copy_from_slice(&w[2].to_be_bytes());
+            t[12] = 5 << 4;
+            t[13] = 0x04; // RST
+            Some(ip_packet(target, 6, &t))
+        }
+        "icmp_echo_time" => {
+            let mut e = frame[34..].to_vec();
+            e[0] = 0; // echo reply
+            Some(ip_packet(target, 1, &e))
+        }
+        "ntp" => {
+            let mut d = vec![0u8; 48];
+            d[0] = 0x24;
+            Some(udp_datagram(target, 80, sport, &d))
+        }
+        "upnp" => Some(udp_datagram(
+            target,
+            80,
+            sport,
+            b"HTTP/1.1 200 OK\r\nServer: s\r\nLOCATION: http://x/\r\nST: upnp:rootdevice\r\nEXT:\r\n\r\n",
+        )),
+        "bacnet" => Some(udp_datagram(target, 80, sport, &[0x81, 0x0a, 0, 6, 1, 0])),
+        "ipip" => Some(frame[34..].to_vec()),
+        _ => None,
+    }
+}
+
 #[test]
 fn make_validate_classify_do_not_allocate() {
     let v = Validator::new([5; 16]);
@@ -58,6 +104,12 @@ fn make_validate_classify_do_not_allocate() {
         probe::create("icmp_echoscan", Some("text:ping")).unwrap(),
         probe::create("udp", Some("hex:0102030405")).unwrap(),
         probe::create("udp", Some(&tpl_arg)).unwrap(),
+        probe::create("tcp_synackscan", None).unwrap(),
+        probe::create("icmp_echo_time", None).unwrap(),
+        probe::create("ntp", None).unwrap(),
+        probe::create("upnp", None).unwrap(),
+        probe::create("bacnet", None).unwrap(),
+        probe::create("ipip", None).unwrap(),
     ];
     for m in &mods {
         let port = if m.needs_ports() { 80 } else { 0 };
@@ -82,9 +134,18 @@ fn make_validate_classify_do_not_allocate() {
         icmp.extend_from_slice(&buf[14..n]);
         let err = ip_packet(Ipv4Addr::new(198, 18, 9, 1), 1, &icmp);
         let garbage = ip_packet(target, 6, &[0xff; 40]);
+        let ok = success_reply(m.name(), &buf[..n], w, target);
         // Warm up the record arena.
         assert_eq!(m.validate(&err, &chk), Ok(ReplyKind::IcmpError), "{}", m.name());
         m.classify(&err, &ReplyKind::IcmpError, &mut rec, schema.module_start());
+        let ok_kind = ok.as_ref().map(|r| m.validate(r, &chk));
+        if let Some(k) = ok_kind {
+            assert!(k.is_ok(), "{}: {k:?}", m.name());
+        }
+        if let (Some(r), Some(Ok(k))) = (&ok, ok_kind) {
+            m.classify(r, &k, &mut rec, schema.module_start());
+            m.set_capture_time(&mut rec, schema.module_start(), Duration::from_secs(1 << 31));
+        }
 
         // The counter is process-wide, and the test harness's main thread may allocate
         // while this test starts (it prints and sets up timers). A per-packet allocation would
@@ -109,6 +170,12 @@ fn make_validate_classify_do_not_allocate() {
                 rec.clear();
                 m.classify(&err, &k, &mut rec, schema.module_start());
                 let _ = m.validate(&garbage, &chk);
+                if let (Some(r), Some(Ok(k))) = (&ok, ok_kind) {
+                    let k2 = m.validate(r, &chk).unwrap_or(k);
+                    rec.clear();
+                    m.classify(r, &k2, &mut rec, schema.module_start());
+                    m.set_capture_time(&mut rec, schema.module_start(), p.now);
+                }
             }
             let stats = region.change();
             if stats.allocations == 0 && stats.reallocations == 0 {

@@ -162,13 +162,20 @@ impl ReplyProcessor {
         self.record.clear();
         self.module.classify(ip, &kind, &mut self.record, self.schema.module_start());
         let bool_at = |i: usize| matches!(self.record.get(i), Value::Bool(true) | Value::Int(1));
-        let (src_ip, src_port) = outer_source(ip);
+        let (src_ip, src_port) = dedup_key(ip);
         Ok(Verdict {
             src_ip,
             src_port,
             success: bool_at(self.success_index),
             app_success: self.app_success_index.is_some_and(bool_at),
         })
+    }
+
+    /// Fills the capture-time fields of the last valid packet's record (`icmp_echo_time`'s
+    /// `recv_timestamp_*` and `rtt_us`); call it after [`Self::process`] with the pcap
+    /// timestamp (time since the Epoch). Other modules ignore it.
+    pub fn set_capture_time(&mut self, captured: Duration) {
+        self.module.set_capture_time(&mut self.record, self.schema.module_start(), captured);
     }
 
     /// The record of the last valid packet.
@@ -199,15 +206,37 @@ impl ReplyProcessor {
 
 /// The outer packet's source address (host order) and transport source port (0 for ICMP),
 /// the dedup keys.
-fn outer_source(ip: &[u8]) -> (u32, u16) {
+/// The dedup key of a validated reply: the host the record reports as `saddr`, and its port.
+///
+/// For a direct reply that is the packet's source. For an ICMP error quoting our probe it is
+/// the quoted datagram's destination (the original target), not the router: ZMap keys on the
+/// router, so one router's errors for many targets would mark all but the first a repeat.
+fn dedup_key(ip: &[u8]) -> (u32, u16) {
     let Ok(p) = Ipv4Packet::new_lax(ip) else { return (0, 0) };
-    let port = match p.protocol() {
+    match p.protocol() {
+        ipv4::PROTO_ICMP => {
+            let icmp = p.payload();
+            let is_error = matches!(icmp.first(), Some(3 | 4 | 5 | 11 | 12));
+            if is_error
+                && let Some(quoted) = icmp.get(8..)
+                && let Ok(inner) = Ipv4Packet::new_lax(quoted)
+            {
+                return (u32::from(inner.dst()), transport_port(&inner, 2));
+            }
+            (u32::from(p.src()), 0)
+        }
+        _ => (u32::from(p.src()), transport_port(&p, 0)),
+    }
+}
+
+/// The TCP/UDP port at `offset` (0: source, 2: destination) of a packet, or 0.
+fn transport_port(p: &Ipv4Packet<&[u8]>, offset: usize) -> u16 {
+    match p.protocol() {
         ipv4::PROTO_TCP | ipv4::PROTO_UDP => {
-            p.payload().get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+            p.payload().get(offset..offset + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
         }
         _ => 0,
-    };
-    (u32::from(p.src()), port)
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +293,8 @@ mod tests {
         let verdict = rx.process(&e).unwrap();
         assert_eq!(
             (verdict.src_ip, verdict.src_port, verdict.success),
-            (u32::from(ROUTER), 0, false)
+            (u32::from(TARGET), 80, false),
+            "an ICMP error is keyed on the original target, not the router"
         );
         assert_eq!(rx.process(&ok[..10]), Err(Reject::Truncated));
         assert_eq!(

@@ -2,15 +2,22 @@
 //!
 //! As ZMap 4: id = `v[1] & 0xffff`, seq = `v[2] & 0xffff` (so all `-P` probes are identical);
 //! an echo reply must carry both; an ICMP error (3, 4, 5, 11) must quote an echo request whose
-//! id and seq match the words recomputed for the quoted destination. Unlike the TCP and UDP
-//! modules, ZMap's echo module has no `icmp_*` fields and leaves `saddr` as the sender of the
-//! error; rzmap keeps that record shape. Two deliberate differences: echo replies from outside
-//! the scanned space are rejected before the AES check (they could never validate), and `data`
+//! id and seq match the words recomputed for the quoted destination.
+//!
+//! ICMP errors are reported as every other module reports them (compat §2): `saddr` is the
+//! original target (the quoted datagram's destination), the error's sender goes in
+//! `icmp_responder`, with `icmp_type`, `icmp_code` and `icmp_unreach_str`. ZMap 4's echo module
+//! has no `icmp_*` fields and leaves `saddr` as the router, so an unreachable target could not be
+//! told from the router that said so; rzmap appends the four fields after ZMap's seven and, for
+//! errors, reports the *quoted* request's `icmp_id` and `seq` (the outer header's bytes 4..8
+//! are unused in an error). Two more deliberate differences: echo replies from outside the
+//! scanned space are rejected before the AES check (they could never validate), and `data`
 //! (which starts 4 bytes into the ICMP header, as ZMap's) ends at the IP total length rather
 //! than at the end of the capture, so Ethernet padding is not reported as data.
 
 use std::fmt::Write as _;
 
+use rzmap_wire::L4Head8;
 use rzmap_wire::checksum;
 use rzmap_wire::icmpv4::{self, Icmpv4Packet};
 use rzmap_wire::ipv4::{self, Ipv4Packet};
@@ -18,8 +25,8 @@ use rzmap_wire::ipv4::{self, Ipv4Packet};
 use super::payload::{MAX_ICMP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_ip_fields, patch_ip,
-    reply_ip, write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_icmp_error_fields,
+    fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -35,16 +42,33 @@ pub const MAX_PAYLOAD: usize = MAX_ICMP_PAYLOAD_LEN;
 /// Default payload: 20 zero bytes.
 pub const DEFAULT_PAYLOAD_LEN: usize = 20;
 
-/// The module's output fields, in ZMap's order.
-pub static FIELDS: [FieldDef; 7] = [
-    FieldDef::new("type", FieldType::Int, "icmp message type"),
-    FieldDef::new("code", FieldType::Int, "icmp message sub type code"),
-    FieldDef::new("icmp_id", FieldType::Int, "icmp id number"),
-    FieldDef::new("seq", FieldType::Int, "icmp sequence number"),
-    FieldDef::new("classification", FieldType::Str, "probe module classification"),
-    FieldDef::new("success", FieldType::Bool, "did probe module classify response as success"),
-    FieldDef::new("data", FieldType::Bin, "ICMP payload"),
-];
+/// The module's output fields: ZMap's seven, then the shared `icmp_*` fields (null for echo
+/// replies).
+pub static FIELDS: [FieldDef; 11] = {
+    let i = icmp_fields();
+    [
+        FieldDef::new("type", FieldType::Int, "icmp message type"),
+        FieldDef::new("code", FieldType::Int, "icmp message sub type code"),
+        FieldDef::new("icmp_id", FieldType::Int, "icmp id number"),
+        FieldDef::new("seq", FieldType::Int, "icmp sequence number"),
+        FieldDef::new("classification", FieldType::Str, "probe module classification"),
+        FieldDef::new("success", FieldType::Bool, "did probe module classify response as success"),
+        FieldDef::new("data", FieldType::Bin, "ICMP payload"),
+        i[0],
+        i[1],
+        i[2],
+        i[3],
+    ]
+};
+
+const F_TYPE: usize = 0;
+const F_CODE: usize = 1;
+const F_ID: usize = 2;
+const F_SEQ: usize = 3;
+const F_CLASS: usize = 4;
+const F_SUCCESS: usize = 5;
+const F_DATA: usize = 6;
+const F_ICMP: usize = 7;
 
 /// The registry entry.
 pub const INFO: ProbeInfo = ProbeInfo {
@@ -177,17 +201,15 @@ impl ProbeModule for IcmpEchoScan {
         }
     }
 
-    fn classify(&self, ip: &[u8], _kind: &ReplyKind, rec: &mut Record, base: usize) {
+    fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
         let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
         fill_ip_fields(&ip, rec);
         for i in 0..FIELDS.len() {
             rec.set_null(base + i);
         }
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else { return };
-        rec.set_int(base, u64::from(icmp.msg_type()));
-        rec.set_int(base + 1, u64::from(icmp.code()));
-        rec.set_int(base + 2, u64::from(icmp.echo_ident()));
-        rec.set_int(base + 3, u64::from(icmp.echo_seq()));
+        rec.set_int(base + F_TYPE, u64::from(icmp.msg_type()));
+        rec.set_int(base + F_CODE, u64::from(icmp.code()));
         let class = match icmp.msg_type() {
             icmpv4::TYPE_ECHO_REPLY => "echoreply",
             icmpv4::TYPE_DEST_UNREACH => "unreach",
@@ -196,12 +218,25 @@ impl ProbeModule for IcmpEchoScan {
             icmpv4::TYPE_TIME_EXCEEDED => "timxceed",
             _ => "other",
         };
-        rec.set_str(base + 4, class);
-        rec.set_bool(base + 5, icmp.msg_type() == icmpv4::TYPE_ECHO_REPLY);
+        rec.set_str(base + F_CLASS, class);
+        rec.set_bool(base + F_SUCCESS, icmp.msg_type() == icmpv4::TYPE_ECHO_REPLY);
         // As ZMap: the data starts 4 bytes into the ICMP header (so it includes id and seq).
         let data = &icmp.as_bytes()[4..];
         if !data.is_empty() {
-            rec.set_bin(base + 6, data);
+            rec.set_bin(base + F_DATA, data);
+        }
+        if *kind == ReplyKind::IcmpError {
+            // Rewrites saddr to the original target; the sender becomes icmp_responder.
+            fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
+            let head = icmp.quoted().and_then(|q| L4Head8::new(q.payload()));
+            if let Some(h) = head {
+                rec.set_int(base + F_ID, u64::from(h.icmp_ident()));
+                rec.set_int(base + F_SEQ, u64::from(h.icmp_seq()));
+            }
+        } else {
+            rec.set_int(base + F_ID, u64::from(icmp.echo_ident()));
+            rec.set_int(base + F_SEQ, u64::from(icmp.echo_seq()));
+            null_icmp_fields(rec, base + F_ICMP);
         }
     }
 }
@@ -257,6 +292,27 @@ mod tests {
     }
 
     #[test]
+    fn field_order_is_zmaps_then_icmp() {
+        let names: Vec<_> = FIELDS.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                "type",
+                "code",
+                "icmp_id",
+                "seq",
+                "classification",
+                "success",
+                "data",
+                "icmp_responder",
+                "icmp_type",
+                "icmp_code",
+                "icmp_unreach_str"
+            ]
+        );
+    }
+
+    #[test]
     fn dryrun_line() {
         let env = Env::new(&[]);
         let m = IcmpEchoScan::new(None).unwrap();
@@ -292,6 +348,10 @@ mod tests {
         let Value::Bin(d) = g("data") else { panic!() };
         assert_eq!(d.len(), 24);
         assert_eq!(&d[..2], &id.to_be_bytes());
+        for n in ["icmp_responder", "icmp_type", "icmp_code", "icmp_unreach_str"] {
+            assert_eq!(g(n), Value::Null, "{n}");
+        }
+        assert_eq!(g("saddr"), Value::Str("198.19.3.4"));
 
         assert_eq!(
             m.validate(&echo_reply(TARGET, US, id ^ 1, seq, &[]), &chk),
@@ -318,13 +378,35 @@ mod tests {
         let g = |n: &str| rec.get(schema.index_of(n).unwrap());
         assert_eq!(g("classification"), Value::Str("timxceed"));
         assert_eq!(g("success"), Value::Bool(false));
-        assert_eq!(g("saddr"), Value::Str("198.18.200.1"));
+        // The original target is saddr; the router that sent the error is icmp_responder.
+        assert_eq!(g("saddr"), Value::Str("198.19.3.4"));
+        assert_eq!(g("daddr"), Value::Str("198.18.0.1"));
+        assert_eq!(g("icmp_responder"), Value::Str("198.18.200.1"));
+        assert_eq!(g("icmp_type"), Value::Int(11));
+        assert_eq!(g("icmp_code"), Value::Int(0));
+        assert_eq!(g("icmp_unreach_str"), Value::Str("network unreachable"));
+        assert_eq!(g("type"), Value::Int(11));
+        // id and seq are those of the quoted request.
+        assert_eq!(g("icmp_id"), Value::Int(u64::from(id)));
+        assert_eq!(g("seq"), Value::Int(u64::from(seq)));
         for (ty, class) in [(3, "unreach"), (4, "sourcequench"), (5, "redirect")] {
             let e = icmp_error(ROUTER, US, ty, 1, &f[14..], 28);
             assert_eq!(m.validate(&e, &chk), Ok(ReplyKind::IcmpError));
             m.classify(&e, &ReplyKind::IcmpError, &mut rec, schema.module_start());
-            assert_eq!(rec.get(schema.index_of("classification").unwrap()), Value::Str(class));
+            let g = |n: &str| rec.get(schema.index_of(n).unwrap());
+            assert_eq!(g("classification"), Value::Str(class));
+            assert_eq!(g("saddr"), Value::Str("198.19.3.4"));
+            assert_eq!(g("icmp_responder"), Value::Str("198.18.200.1"));
+            assert_eq!(g("icmp_type"), Value::Int(u64::from(ty)));
+            assert_eq!(g("icmp_code"), Value::Int(1));
+            assert_eq!(g("icmp_unreach_str"), Value::Str("host unreachable"));
         }
+        // A host answering for itself (the lab's unreachable hosts): both are the target.
+        let e = icmp_error(TARGET, US, 3, 1, &f[14..], 28);
+        assert_eq!(m.validate(&e, &chk), Ok(ReplyKind::IcmpError));
+        m.classify(&e, &ReplyKind::IcmpError, &mut rec, schema.module_start());
+        assert_eq!(rec.get(schema.index_of("saddr").unwrap()), Value::Str("198.19.3.4"));
+        assert_eq!(rec.get(schema.index_of("icmp_responder").unwrap()), Value::Str("198.19.3.4"));
         let mut forged = f[14..].to_vec();
         forged[24] ^= 1; // quoted id
         assert_eq!(
