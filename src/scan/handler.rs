@@ -419,3 +419,140 @@ mod tests {
         assert_eq!(text, want);
     }
 }
+
+#[cfg(test)]
+mod banner_tests {
+    use super::*;
+    use rzmap_core::engine::ResponseHandler;
+    use rzmap_core::handshake::TCP_SYNSCAN_BANNER_FIELDS;
+    use rzmap_core::link::{FrameBatch, PacketTx, SendOutcome};
+    use rzmap_core::output::FieldSelection;
+    use rzmap_core::probe::tcp_synscan::OptionStyle;
+    use rzmap_core::probe::{ProbeConfig, ProbeModule};
+    use rzmap_core::validate::Validator;
+    use std::io::{self, Write};
+    use std::sync::Mutex;
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 9);
+
+    #[derive(Clone, Default)]
+    struct Sent(Arc<Mutex<Vec<Vec<u8>>>>);
+    impl PacketTx for Sent {
+        fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
+            let mut v = self.0.lock().unwrap();
+            v.extend(batch.frames().map(<[u8]>::to_vec));
+            SendOutcome { sent: batch.len() as u32, failed: 0 }
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn segment(dport: u16, seq: u32, ack: u32, flags: (bool, bool, bool), data: &[u8]) -> Vec<u8> {
+        let mut tcp = etherparse::TcpHeader::new(80, dport, seq, 8192);
+        (tcp.syn, tcp.fin, tcp.rst) = flags;
+        tcp.ack = true;
+        tcp.acknowledgment_number = ack;
+        let b = etherparse::PacketBuilder::ipv4(HOST.octets(), US.octets(), 50).tcp_header(tcp);
+        let mut out = Vec::new();
+        b.write(&mut out, data).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_grab_becomes_one_record_with_the_banner_fields() {
+        let module: Arc<dyn ProbeModule> =
+            Arc::from(rzmap_core::probe::create("tcp_synscan", None).unwrap());
+        let mut cfg = ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        cfg.target_ports = vec![80];
+        let validator = Validator::new([9; 16]);
+        let processor =
+            ReplyProcessor::new(module, &cfg, validator.clone(), Arc::new(|_: Ipv4Addr| true));
+        let schema = Schema::for_module(&TCP_SYNSCAN_BANNER_FIELDS);
+        let fields =
+            FieldSelection::parse("saddr,sport,classification,data,banner_class,cooldown", &schema)
+                .unwrap();
+        let buf = Buf::default();
+        let mut out = rzmap_core::output::create(
+            "csv",
+            &schema,
+            &fields,
+            true,
+            None,
+            Some(Box::new(buf.clone())),
+        )
+        .unwrap();
+        out.start().unwrap();
+        let controls = Controls::new(0);
+        let filter = Filter::compile("", &schema).unwrap();
+        let sent = Sent::default();
+        let bc = crate::config::BannerConfig {
+            payload: b"hi".to_vec(),
+            max_bytes: 64,
+            timeout_secs: 5,
+            idle_secs: 1,
+            connections: None,
+        };
+        let grab = BannerGrab::new(
+            &bc,
+            &cfg,
+            OptionStyle::Windows,
+            16,
+            1,
+            validator.clone(),
+            Box::new(sent.clone()),
+        );
+        let mut h = OutputHandler::new(processor, filter, out, controls).with_banner(grab, &schema);
+        let mut hr = &mut h;
+        let v = validator.words(US, HOST, 80);
+        let dport = cfg.source_port(v[1], 0);
+        let ts = SystemTime::now();
+
+        let synack = segment(dport, 1000, v[0].wrapping_add(1), (true, false, false), &[]);
+        assert!(!hr.intercept(&synack, ts), "SYN-ACKs go to validation");
+        let verdict = hr.classify(&synack, ts).expect("valid");
+        assert!(!hr.emit(&synack, ts, &verdict, ResponseFlags::default()), "record deferred");
+        assert_eq!(hr.after_poll(ts, None), 0);
+        {
+            let frames = sent.0.lock().unwrap();
+            assert_eq!(frames.len(), 1, "the ACK with the payload");
+            let p = etherparse::SlicedPacket::from_ethernet(&frames[0]).unwrap();
+            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!() };
+            assert_eq!((t.source_port(), t.destination_port()), (dport, 80));
+            assert_eq!(t.sequence_number(), v[0].wrapping_add(1));
+            assert_eq!(t.acknowledgment_number(), 1001);
+            assert_eq!(t.payload(), b"hi");
+        }
+
+        // Data and FIN: taken by the table, never validated; the grab finishes.
+        let ack = v[0].wrapping_add(3);
+        let data = segment(dport, 1001, ack, (false, true, false), b"HELLO\r\n");
+        assert!(hr.intercept(&data, ts));
+        // An unrelated RST is left to validation (and fails it).
+        let stray = segment(dport ^ 1, 5, 5, (false, false, true), &[]);
+        assert!(!hr.intercept(&stray, ts));
+        assert_eq!(hr.after_poll(ts, None), 1);
+        assert_eq!(sent.0.lock().unwrap().len(), 2, "the closing RST");
+        assert_eq!(hr.finish(ts, None), 0);
+        hr.flush();
+        let (st, (frames, failed)) = h.banner_stats().unwrap();
+        assert_eq!((st.started, st.finished, frames, failed), (1, [1, 0, 0, 0], 2, 0));
+        assert!(h.close(Instant::now()).is_none());
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "saddr,sport,classification,data,banner_class,cooldown\n\
+             198.19.0.9,80,synack,48454c4c4f0d0a,banner,1\n"
+        );
+    }
+}
