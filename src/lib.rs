@@ -218,7 +218,11 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     }
     if args.list_output_fields {
         let module = args.probe_module.as_deref().unwrap_or("tcp_synscan");
-        let text = listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?;
+        let text = if args.banner && module == "tcp_synscan" {
+            listing::banner_output_fields()
+        } else {
+            listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?
+        };
         print_stdout(&text);
         return Ok(0);
     }
