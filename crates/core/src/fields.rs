@@ -3,8 +3,8 @@
 //! A record holds one value per field of the scan's [`Schema`] (IP fields, then the probe
 //! module's fields, then the system fields). Consumers (filters, output modules) look fields up
 //! **by name** once, when the scan starts, and then read values by the resolved index. Records
-//! are reused from packet to packet: strings and bytes live in one arena whose capacity is kept,
-//! so filling a record allocates nothing once it has warmed up.
+//! are reused from packet to packet: strings and bytes live in two arenas whose capacity is
+//! kept, so filling a record allocates nothing once it has warmed up.
 
 use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
@@ -255,14 +255,14 @@ impl Record {
         self.slots[i] = Slot::Bool(v);
     }
 
-    /// Sets a string (copied into the arena).
+    /// Sets a string (copied into the text arena).
     pub fn set_str(&mut self, i: usize, v: &str) {
         let start = self.text.len();
         self.text.push_str(v);
         self.end_str(i, start);
     }
 
-    /// Sets bytes (copied into the arena).
+    /// Sets bytes (copied into the byte arena).
     pub fn set_bin(&mut self, i: usize, v: &[u8]) {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(v);

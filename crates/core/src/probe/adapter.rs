@@ -310,6 +310,24 @@ mod tests {
     }
 
     #[test]
+    fn sender_reads_the_clock_for_modules_that_use_time() {
+        let env = Env::new(&[]);
+        let cfg = Arc::new(env.config(&[]));
+        let module: Arc<dyn ProbeModule> = Arc::from(create("icmp_echo_time", None).unwrap());
+        assert!(module.uses_time());
+        let mut tx = ProbeSender::new(module, cfg, env.validator.clone(), AesRand::from_seed(5));
+        let mut slot = vec![0u8; 2048];
+        tx.prepare(&mut slot);
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+        let n = tx.build(&mut slot, &Target::v4(u32::from(TARGET), 0), 0, US);
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+        // The ICMP message starts after Ethernet and IPv4; bytes 8..12 are the send seconds.
+        let icmp = &slot[34..n];
+        let sent = u32::from_le_bytes(icmp[8..12].try_into().unwrap());
+        assert!((before..=after).contains(&sent), "{before} <= {sent} <= {after}");
+    }
+
+    #[test]
     fn every_module_defines_success_and_classification() {
         for info in super::super::REGISTRY {
             let s = Schema::for_module(info.fields);
