@@ -32,8 +32,8 @@ use super::payload::{PayloadSpec, parse_payload_arg};
 use super::udp_family::{describe_udp_line, reply_udp};
 use super::{
     DRYRUN_SEPARATOR, ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject,
-    ReplyCheck, ReplyFilter, ReplyFilterKind, ReplyKind, check_icmp_error, check_quoted_ports,
-    classification_fields, classify_icmp_error, describe_ip_eth, fill_ip_fields, icmp_fields,
+    ReplyCheck, ReplyFilter, ReplyFilterKind, ReplyKind, begin_classify, check_icmp_error,
+    check_quoted_ports, classification_fields, classify_icmp_error, describe_ip_eth, icmp_fields,
     patch_ip, reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
@@ -249,11 +249,7 @@ impl ProbeModule for IpipScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Some(u) = reply_udp(&ip) else { return };
             rec.set_str(base + F_CLASS, "udp");

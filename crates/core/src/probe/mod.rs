@@ -466,6 +466,23 @@ pub fn icmp_unreach_str(code: u8) -> &'static str {
     ICMP_UNREACH_STRINGS.get(usize::from(code)).copied().unwrap_or("unknown")
 }
 
+/// Starts classifying a validated reply: parses its IP header, fills the IP fields and nulls
+/// the module's `n_fields` fields from `base`. `None` (record untouched) when the header does
+/// not parse, which validation has already ruled out.
+pub(crate) fn begin_classify<'a>(
+    ip: &'a [u8],
+    rec: &mut Record,
+    base: usize,
+    n_fields: usize,
+) -> Option<Ipv4Packet<&'a [u8]>> {
+    let ip = Ipv4Packet::new_lax(ip).ok()?;
+    fill_ip_fields(&ip, rec);
+    for i in base..base + n_fields {
+        rec.set_null(i);
+    }
+    Some(ip)
+}
+
 /// Fills the six IP fields at indexes 0..6 from a reply's IP header.
 ///
 /// `saddr_raw`/`daddr_raw` are the addresses as stored in memory read as a host-order u32,

@@ -20,16 +20,14 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::ipv4::Ipv4Packet;
-
 use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::udp_family::{
     PAYLOAD_AT, describe_udp_line, make_udp, prepare_udp, reply_udp, validate_udp,
 };
 use super::{
     ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
-    fill_ip_fields, icmp_fields,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -213,11 +211,7 @@ impl ProbeModule for NtpScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Some(u) = reply_udp(&ip) else { return };
             rec.set_str(base + F_CLASS, "ntp");

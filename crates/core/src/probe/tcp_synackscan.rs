@@ -15,13 +15,13 @@
 //! SYN-ACK, so `rst` is the success signal (host liveness); a SYN-ACK back is unexpected and
 //! counted as a failure; ICMP errors are failures.
 
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 use rzmap_wire::tcp::{self, TcpPacket};
 
 use super::tcp_synscan::{describe_tcp, validate_tcp};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, fill_ip_fields,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
     icmp_fields, patch_ip, write_eth_ip,
 };
 use crate::aesrand::AesRand;
@@ -153,11 +153,7 @@ impl ProbeModule for TcpSynAckScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         match kind {
             ReplyKind::SynAck | ReplyKind::Rst => {
                 let Ok(t) = TcpPacket::new_checked(ip.payload()) else { return };

@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 use rzmap_wire::tcp::{self, TcpOptionSummary, TcpPacket};
 
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
-    fill_ip_fields, icmp_fields, patch_ip, reply_ip, validate_icmp_error, write_c_hex04,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields, patch_ip, reply_ip, validate_icmp_error, write_c_hex04,
     write_eth_ip,
 };
 use crate::aesrand::AesRand;
@@ -225,11 +225,7 @@ impl ProbeModule for TcpSynScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         match kind {
             ReplyKind::SynAck | ReplyKind::Rst => {
                 let Ok(t) = TcpPacket::new_checked(ip.payload()) else { return };
@@ -330,6 +326,7 @@ mod tests {
     use crate::fields::{Schema, Value};
     use crate::probe::testutil::*;
     use etherparse::{SlicedPacket, TcpOptionElement};
+    use rzmap_wire::ipv4::Ipv4Packet;
     use std::net::Ipv4Addr;
 
     fn build(

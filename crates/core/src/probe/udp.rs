@@ -1,7 +1,6 @@
 //! `udp`: a UDP datagram with a fixed or templated payload to each target port; any UDP reply
 //! means success, an ICMP error quoting the probe is a failure.
 
-use rzmap_wire::ipv4::Ipv4Packet;
 use rzmap_wire::udp::{self, UdpPacket};
 
 use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
@@ -9,8 +8,8 @@ use super::template::{Template, TemplateInput};
 use super::udp_family::{describe_udp_line, make_udp, prepare_udp, validate_udp};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, classify_icmp_error, describe_ip_eth,
-    fill_ip_fields, icmp_fields,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -199,11 +198,7 @@ impl ProbeModule for UdpScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Ok(u) = UdpPacket::new_checked(ip.payload()) else { return };
             rec.set_str(base + F_CLASS, "udp");
