@@ -433,17 +433,22 @@ def rate_case(a, tools, quick, work, sink, empty_bl, rows):
         ports = -(-n // 65536)
         if tool == "rzmap":
             extra = ["-p", f"{BASE_PORT}-{BASE_PORT + ports - 1}", "-n", str(n), "-t", "6"]
+            asked, mode = rate, f"-T {thr}"
         else:
+            # zmap 2.1.1 paces targets, not packets, when -P > 1 (-P 7 -r 100000 gave 174k
+            # pps), so it is asked for rate / P targets per second.
             extra = ["-p", str(BASE_PORT), "-P", str(ports), "-n", str(-(-n // ports)),
                      "-t", "6"]
-        argv = scan_cmd(tool, a.rzmap if tool == "rzmap" else a.zmap, sink, LAB_PREFIX, rate,
+            asked = rate // ports
+            mode = f"-T 1 -P {ports} -r {asked}" if ports > 1 else "-T 1"
+        argv = scan_cmd(tool, a.rzmap if tool == "rzmap" else a.zmap, sink, LAB_PREFIX, asked,
                         empty_bl, "/dev/null", 1, thr, extra)
         c0 = sink.sink_count() or 0
         r = run_measured(argv, sink, 40)
         frames, pps = sink_rate(r.samples)
         sunk = (sink.sink_count() or 0) - c0
         err = (pps / rate - 1) * 100 if pps else None
-        row = dict(case="rate", round=0, tool=tool, mode=f"-T {thr}", rate=rate, asked_n=n,
+        row = dict(case="rate", round=0, tool=tool, mode=mode, rate=rate, asked_n=n,
                    rc=r.rc, timed_out=r.timed_out, wall=r.wall, cpu=r.cpu, rss_kb=r.rss_kb,
                    sink=sunk, lab_rx=frames, pps=pps, err_pct=err,
                    tool_pps=tool_reported_pps(tool, r, ports if tool == "zmap" else 1),
@@ -542,12 +547,16 @@ def threads_case(a, tools, quick, rounds, work, sink, empty_bl, rows):
     ports = 16 if quick else 64
     total = 65536 * ports
     tick = os.sysconf("SC_CLK_TCK")
+    # -T 2 --cores 0,1: the receiver and the second sender on CPU 0, the first sender on CPU 1
+    # (rzmap pins nothing without --cores).
+    configs = [(1, None), (2, None), (2, "0,1")]
     for rnd in range(rounds):
-        order = (1, 2) if rnd % 2 == 0 else (2, 1)
-        for thr in order:
-            meta = os.path.join(work, f"thr-{rnd}-{thr}.json")
+        k = rnd % len(configs)
+        for thr, cores in configs[k:] + configs[:k]:
+            meta = os.path.join(work, f"thr-{rnd}-{thr}-{cores}.json")
+            pin = ["--cores", cores] if cores else []
             argv = scan_cmd("rzmap", a.rzmap, sink, LAB_PREFIX, 0, empty_bl, "/dev/null", 1, thr,
-                            ["-p", f"{BASE_PORT}-{BASE_PORT + ports - 1}", "-m", meta])
+                            ["-p", f"{BASE_PORT}-{BASE_PORT + ports - 1}", "-m", meta] + pin)
             prof = ThreadProfiler(sink.scan_ns, "rzmap")
             c0, s0, q0 = sink.sink_count() or 0, read_cpu_times(), read_softirqs()
             prof.start()
@@ -568,8 +577,9 @@ def threads_case(a, tools, quick, rounds, work, sink, empty_bl, rows):
             per_thread = [dict(name=t["name"], cpu_s=(t["utime"] + t["stime"]) / tick,
                                sys_s=t["stime"] / tick, cpus=t["cpus"])
                           for t in prof.threads.values()]
-            row = dict(case="threads", round=rnd, tool="rzmap", mode=f"-r 0 -T {thr}",
-                       threads=thr, rate="max", expected=total, rc=r.rc, timed_out=r.timed_out,
+            row = dict(case="threads", round=rnd, tool="rzmap",
+                       mode=f"-r 0 -T {thr}" + (f" --cores {cores}" if cores else ""),
+                       threads=thr, cores=cores, rate="max", expected=total, rc=r.rc, timed_out=r.timed_out,
                        wall=r.wall, cpu=r.cpu, rss_kb=r.rss_kb, sink=sunk, pps=pps,
                        cpu_per_m=r.cpu / (sunk / 1e6) if sunk else None, percpu=cpus,
                        net_rx=net_rx, net_tx=net_tx, per_thread=per_thread,
@@ -577,7 +587,7 @@ def threads_case(a, tools, quick, rounds, work, sink, empty_bl, rows):
             rows.append(row)
             busy = ", ".join(f"{c} {v['busy'] * 100:.0f}% (softirq {v['softirq'] * 100:.0f}%)"
                              for c, v in cpus.items())
-            log(f"  rzmap -T {thr} round {rnd + 1}: {sunk}/{total} at {(pps or 0) / 1e3:.0f} kpps, "
+            log(f"  rzmap {row['mode']} round {rnd + 1}: {sunk}/{total} at {(pps or 0) / 1e3:.0f} kpps, "
                 f"{r.cpu:.2f} CPU s; {busy}; threads "
                 + "; ".join(f"{t['name']} {t['cpu_s']:.2f}s on {t['cpus']}" for t in per_thread
                             if t["cpu_s"] > 0.05)
@@ -669,21 +679,32 @@ def render_sweep(rows):
     if thr:
         L.append(f"### Sender threads: rzmap -T 1 vs -T 2 at -r 0 (sink lab, "
                  f"{thr[0]['expected']:,} SYNs per run, interleaved rounds)\n")
-        L.append("| round | -T 1 pps | -T 2 pps | T2/T1 | -T 1 CPU s per M | -T 2 CPU s per M "
-                 "| load avg (1 min) |")
+        L.append("Configurations in rotating order per round; `--cores 0,1` pins the receiver "
+                 "and the second sender to CPU 0 and the first sender to CPU 1 (without it rzmap "
+                 "pins nothing). Cells: achieved pps, CPU s per M probes.\n")
+        L.append("| round | -T 1 | -T 2 | -T 2 --cores 0,1 | T2/T1 | T2 pinned/T1 "
+                 "| load avg (1 min, at the end of each) |")
         L.append("|---|---|---|---|---|---|---|")
-        ratios = []
+        ratios, pratios = [], []
+
+        def pick(rnd, threads, cores):
+            return next((r for r in thr if r["round"] == rnd and r["threads"] == threads
+                         and r.get("cores") == cores), None)
+
+        def cell(r):
+            return f"{fmt_rate(r['pps'])}, {fmt_num(r['cpu_per_m'], '.2f')}" if r else "–"
+
         for rnd in sorted({r["round"] for r in thr}):
-            t1 = next((r for r in thr if r["round"] == rnd and r["threads"] == 1), None)
-            t2 = next((r for r in thr if r["round"] == rnd and r["threads"] == 2), None)
-            if not (t1 and t2):
-                continue
-            ratio = t2["pps"] / t1["pps"] if t1["pps"] and t2["pps"] else None
+            t1, t2, tp = pick(rnd, 1, None), pick(rnd, 2, None), pick(rnd, 2, "0,1")
+            ratio = t2["pps"] / t1["pps"] if t1 and t2 and t1["pps"] and t2["pps"] else None
+            pratio = tp["pps"] / t1["pps"] if t1 and tp and t1["pps"] and tp["pps"] else None
             if ratio:
                 ratios.append(ratio)
-            L.append(f"| {rnd + 1} | {fmt_rate(t1['pps'])} | {fmt_rate(t2['pps'])} "
-                     f"| {fmt_num(ratio, '.2f')} | {fmt_num(t1['cpu_per_m'], '.2f')} "
-                     f"| {fmt_num(t2['cpu_per_m'], '.2f')} | {t1['load']}, {t2['load']} |")
+            if pratio:
+                pratios.append(pratio)
+            loads = ", ".join(r["load"] for r in (t1, t2, tp) if r)
+            L.append(f"| {rnd + 1} | {cell(t1)} | {cell(t2)} | {cell(tp)} "
+                     f"| {fmt_num(ratio, '.2f')} | {fmt_num(pratio, '.2f')} | {loads} |")
         L.append("")
         L.append("Where the time went in each run: per-CPU busy share from `/proc/stat` over the "
                  "run (whole machine, so other jobs' load is included; softirq in parentheses), "
@@ -708,7 +729,9 @@ def render_sweep(rows):
         L.append("")
         if ratios:
             L.append(f"T2/T1 per round: {', '.join(f'{x:.2f}' for x in ratios)} (median "
-                     f"{statistics.median(ratios):.2f}).\n")
+                     f"{statistics.median(ratios):.2f})"
+                     + (f"; pinned T2/T1: {', '.join(f'{x:.2f}' for x in pratios)} (median "
+                        f"{statistics.median(pratios):.2f})" if pratios else "") + ".\n")
         L.append(THREADS_NOTE)
     return "\n".join(L)
 
