@@ -851,7 +851,7 @@ def main():
     if a.render_only:
         with open(a.render_only) as f:
             d = json.load(f)
-        publish(render_all(d["rows"], d["meta"]), a)
+        publish(render_all(d["rows"], d["meta"]), a, d["meta"].get("cases"))
         return
     if not (a.blast and a.lab and a.state):
         ap.error("--blast, --lab and --state are required")
@@ -1027,21 +1027,26 @@ def main():
         for lab in labs:
             lab.close()
     meta = dict(machine=machine(), elapsed=time.monotonic() - t_start, rounds=rounds,
-                ports=ports, quick=a.quick)
+                ports=ports, quick=a.quick, cases=sorted(cases))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    publish(render_all(rows, meta), a)
+    publish(render_all(rows, meta), a, meta["cases"])
 
 
-def publish(md, a):
-    """Prints the section, and writes it to --markdown and into --update's file."""
+ALL_CASES = {"sink", "full", "pacing", "accuracy", "rate", "threads"}
+
+
+def publish(md, a, cases=None):
+    """Prints the section, and writes it to --markdown and into --update's file. A run of
+    only some cases replaces only its own subsections there (see splice_section)."""
     print(md)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(md)
     if a.update:
-        splice_section(a.update, md, keep_others=not md_has_base_cases(md))
+        partial = (set(cases) != ALL_CASES) if cases else not md_has_base_cases(md)
+        splice_section(a.update, md, keep_others=partial)
         log(f"wrote the 'Lab benchmarks' section of {a.update}")
 
 
@@ -1085,10 +1090,13 @@ def heading_key(heading):
 
 def merge_subsections(old, new):
     """The old section with the subsections of new put in place of those with the same heading
-    (up to its first ':' or '('), the rest of new appended; the old intro is kept, and the
-    measured line of a partial run goes before its first subsection."""
+    (up to its first ':' or '('), the rest of new appended; the old intro is kept unless new
+    has tables of the sink/pacing/full cases (then its intro, which describes that run, is
+    used), and the measured line of a sweep-only run goes before its first subsection."""
     old_head, old_subs = subsections(old)
     new_head, new_subs = subsections(new)
+    if md_has_base_cases(new):
+        old_head = new_head
     note = ""
     m = re.search(r"^The accuracy, rate and thread tables below.*$", new_head, flags=re.M)
     if m:
