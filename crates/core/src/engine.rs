@@ -96,6 +96,28 @@ pub trait ResponseHandler: Send {
 
     /// Flushes buffered output (called about once a second and at the end).
     fn flush(&mut self) {}
+
+    /// Offered every captured packet before [`Self::classify`]: `true` when the handler
+    /// consumed it outside validation (a later segment of a connection the handler keeps,
+    /// as banner grabbing does); such packets are neither validated nor counted.
+    fn intercept(&mut self, _packet: &[u8], _ts: SystemTime) -> bool {
+        false
+    }
+
+    /// Called after every receive poll: emits records that became ready outside
+    /// [`Self::emit`] (finished banner grabs), applying the output filter itself; returns
+    /// how many passed it (counted for `-N`). At most `budget` may pass (`None`: no limit;
+    /// the rest are dropped).
+    fn after_poll(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
+        0
+    }
+
+    /// Called once when receiving ends (any reason), before the last flush: finishes
+    /// whatever is still pending and emits at most `budget` records (`Some(0)` once `-N` is
+    /// reached); returns how many passed the filter.
+    fn finish(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
+        0
+    }
 }
 
 /// One sender thread's inputs.
@@ -528,6 +550,9 @@ where
             if sh.results_done.load(Ordering::Relaxed) {
                 return;
             }
+            if handler.intercept(pkt, ts) {
+                return;
+            }
             let Some(v) = handler.classify(pkt, ts) else {
                 Counters::add(&c.validation_failed, 1);
                 return;
@@ -569,6 +594,8 @@ where
         };
         // A capture error is transient for the engine: the link reports and retries.
         let _ = rx.poll(timeout, &mut deliver);
+        let extra = handler.after_poll(SystemTime::now(), budget(sh));
+        count_extra(sh, extra);
         let stats = rx.stats();
         c.recv_total.store(stats.received, Ordering::Relaxed);
         c.kernel_drops.store(stats.dropped, Ordering::Relaxed);
@@ -579,8 +606,31 @@ where
             last_flush = now;
         }
     };
+    let extra = handler.finish(SystemTime::now(), budget(sh));
+    count_extra(sh, extra);
     handler.flush();
     (SystemTime::now(), reason)
+}
+
+/// Records that may still pass the filter before `-N` (`None`: no limit).
+fn budget<C: Clock>(sh: &Shared<'_, C>) -> Option<u64> {
+    if sh.results_done.load(Ordering::SeqCst) {
+        return Some(0);
+    }
+    let n = sh.ctl.counters.filter_success.load(Ordering::SeqCst);
+    sh.cfg.max_results.map(|max| max.saturating_sub(n))
+}
+
+/// Counts records emitted outside `emit` for `-N`.
+fn count_extra<C: Clock>(sh: &Shared<'_, C>, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let c = &sh.ctl.counters;
+    let total = c.filter_success.fetch_add(n, Ordering::SeqCst) + n;
+    if sh.cfg.max_results.is_some_and(|max| total >= max) {
+        sh.results_done.store(true, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
