@@ -800,7 +800,8 @@ def threads_explanation(thr):
         + "), so a second sender adds no overhead; but rzmap never got more than a fixed "
         "slice of the machine: the cores it used while sending were "
         + ", ".join(f"{m} {fmt_num(shares[m], '.2f')}" for m in modes)
-        + f" (medians), while `/proc/stat` shows every CPU ≥ {busy * 100:.0f} % busy in "
+        + f" (medians), while `/proc/stat` shows every CPU {'at' if busy >= 0.995 else '≥'} "
+        f"{busy * 100:.0f} % busy in "
         "every run (other jobs). pps = cores obtained / CPU s per probe, so with the slice "
         "fixed the thread count cannot raise it. "
         + ("That the slice does not grow with a second runnable thread is consistent with the "
