@@ -344,7 +344,9 @@ where
     let shared = &shared;
 
     let (states, sources, recv_end, reason) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(move || {
+        // Named threads, so profiles and `top -H` tell senders, receiver and monitor apart.
+        let named = |name: String| std::thread::Builder::new().name(name);
+        let monitor = spawn_in(scope, named("rzmap-monitor".into()), move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) =
                 done_rx.recv_timeout(cfg.monitor_interval)
             {
@@ -355,11 +357,16 @@ where
                 });
             }
         });
-        let recv = receiver.map(|r| scope.spawn(move || receive_loop(shared, r)));
+        let recv = receiver
+            .map(|r| spawn_in(scope, named("rzmap-recv".into()), move || receive_loop(shared, r)));
         let handles: Vec<_> = senders
             .into_iter()
             .enumerate()
-            .map(|(i, s)| scope.spawn(move || send_loop(shared, nsenders, i, s)))
+            .map(|(i, s)| {
+                spawn_in(scope, named(format!("rzmap-send-{i}")), move || {
+                    send_loop(shared, nsenders, i, s)
+                })
+            })
             .collect();
         let mut states = Vec::with_capacity(nsenders);
         let mut sources = Vec::with_capacity(nsenders);
@@ -641,6 +648,20 @@ fn count_extra<C: Clock>(sh: &Shared<'_, C>, n: u64) {
     if sh.cfg.max_results.is_some_and(|max| total >= max) {
         sh.results_done.store(true, Ordering::SeqCst);
     }
+}
+
+/// Spawns a scoped thread with a name. Failing to create a thread is as fatal here as it is in
+/// `Scope::spawn`, which panics too.
+fn spawn_in<'scope, 'env, F, T>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    builder: std::thread::Builder,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    builder.spawn_scoped(scope, f).unwrap_or_else(|e| panic!("cannot start a scan thread: {e}"))
 }
 
 #[cfg(test)]
