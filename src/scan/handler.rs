@@ -9,9 +9,10 @@
 //! The first [`OutputError`] is kept and stops the scan: a closed pipe ends it quietly
 //! (exit status 0), any other error ends it with a message.
 
+use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, Timelike};
 use rzmap_core::engine::{Controls, ResponseFlags, ResponseHandler, Verdict};
@@ -165,27 +166,58 @@ pub fn set_system_fields(rec: &mut Record, start: usize, flags: ResponseFlags, t
     rec.set_bool(start, flags.repeat);
     rec.set_bool(start + 1, flags.cooldown);
     let since = ts.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let t = to_local(ts);
-    let off = t.offset().local_minus_utc();
-    let (sign, off) = if off < 0 { ('-', -off) } else { ('+', off) };
-    rec.set_fmt(
-        start + 2,
-        format_args!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}{}{:02}{:02}",
+    let mut text = [0u8; TIMESTAMP_LEN];
+    timestamp_str(ts, since, &mut text);
+    // Only ASCII digits and punctuation were written.
+    rec.set_str(start + 2, std::str::from_utf8(&text).unwrap_or_default());
+    rec.set_int(start + 3, since.as_secs());
+    rec.set_int(start + 4, u64::from(since.subsec_micros()));
+}
+
+/// Length of `timestamp_str`: `YYYY-MM-DDTHH:MM:SS.mmm+hhmm`.
+const TIMESTAMP_LEN: usize = 28;
+
+thread_local! {
+    /// The local-time text of the last whole second seen by this thread (the receive thread):
+    /// `YYYY-MM-DDTHH:MM:SS` and the UTC offset `+hhmm`. Converting to local time and formatting
+    /// happens once a second instead of once per reply.
+    static SECOND: std::cell::Cell<(u64, [u8; 19], [u8; 5])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 19], [0; 5])) };
+}
+
+/// Writes ZMap's `timestamp_str` (`%Y-%m-%dT%H:%M:%S.mmm%z`, local time) for a capture time.
+fn timestamp_str(ts: SystemTime, since: Duration, out: &mut [u8; TIMESTAMP_LEN]) {
+    let secs = since.as_secs();
+    let (cached, mut date, mut zone) = SECOND.get();
+    if cached != secs {
+        let t = to_local(ts);
+        let off = t.offset().local_minus_utc();
+        let (sign, off) = if off < 0 { (b'-', -off) } else { (b'+', off) };
+        let mut w = &mut date[..];
+        let _ = write!(
+            w,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             t.year(),
             t.month(),
             t.day(),
             t.hour(),
             t.minute(),
-            t.second(),
-            since.subsec_millis(),
-            sign,
-            off / 3600,
-            off % 3600 / 60
-        ),
-    );
-    rec.set_int(start + 3, since.as_secs());
-    rec.set_int(start + 4, u64::from(since.subsec_micros()));
+            t.second()
+        );
+        zone[0] = sign;
+        let (h, m) = ((off / 3600) as u32, (off % 3600 / 60) as u32);
+        zone[1..].copy_from_slice(&[digit(h / 10), digit(h % 10), digit(m / 10), digit(m % 10)]);
+        SECOND.set((secs, date, zone));
+    }
+    let ms = since.subsec_millis();
+    out[..19].copy_from_slice(&date);
+    out[19] = b'.';
+    out[20..23].copy_from_slice(&[digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10)]);
+    out[23..].copy_from_slice(&zone);
+}
+
+fn digit(d: u32) -> u8 {
+    b'0' + (d % 10) as u8
 }
 
 impl ResponseHandler for &mut OutputHandler {
@@ -298,6 +330,20 @@ mod tests {
     use rzmap_core::output::FieldSelection;
     use rzmap_core::probe::{ProbeConfig, ProbeModule};
     use rzmap_core::validate::Validator;
+
+    #[test]
+    fn timestamp_str_matches_chrono_across_seconds_and_cache_hits() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_764_170_000);
+        // Same second twice (cache hit), the next second, a far-away date, and back.
+        for (s, ms) in [(0u64, 5u32), (0, 999), (1, 0), (86_400 * 200 + 7, 123), (0, 42)] {
+            let ts = base + Duration::from_secs(s) + Duration::from_millis(u64::from(ms));
+            let since = ts.duration_since(UNIX_EPOCH).unwrap();
+            let mut out = [0u8; TIMESTAMP_LEN];
+            timestamp_str(ts, since, &mut out);
+            let want = to_local(ts).format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want);
+        }
+    }
     use std::io::{self, Write};
     use std::sync::Mutex;
     use std::time::Duration;
