@@ -9,13 +9,19 @@
 #       mode, rzmap (-T 1, -T 2, -r 0), zmap (-r 0 -T 1) and masscan (--rate 1e7), 4.2M SYNs
 #       each, in interleaved rounds with rotating order; plus the pacing case (65,536 probes at
 #       10,000 pps);
-#   (b) a full-stack lab: a /16 on TCP/80 at 10k, 100k and max pps, results against the truth.
+#   (b) a full-stack lab: a /16 on TCP/80 at 10k, 100k and max pps, results against the truth;
+#   (c) accuracy: icmp_echoscan and udp (--probe-args=text:...) on a full-stack lab at 10k, 100k
+#       and max, for rzmap and zmap, against the echo / udp_open / udp_closed truth;
+#   (d) rate: rzmap -r 1k..1M with -T 1 and -T 2 (zmap at 10k, 100k), achieved vs asked;
+#   (e) threads: rzmap -T 1 vs -T 2 at -r 0, interleaved, with per-CPU and per-thread CPU time.
 # It prints one markdown table set; --update also writes it into BENCHMARKS.md under
 # "## Lab benchmarks" (replacing that section only). --quick: 1 round, 1M SYNs, fewer cases.
 # Every scanner runs under `ip netns exec <scanner ns>` of a lab whose only link leads to the
 # lab's own net namespace; nothing is sent anywhere else. Labs are removed on exit (trap).
-# Driver options: --rounds N, --ports N, --tools blast,rzmap,zmap,masscan, --cases sink,full,pacing,
-# --rzmap-extra=ARGS (full-stack case only, e.g. --rzmap-extra=--send-backend=tx-ring).
+# Driver options: --rounds N, --ports N, --tools blast,rzmap,zmap,masscan,
+# --cases sink,full,pacing,accuracy,rate,threads. A run of only accuracy/rate/threads with
+# --update replaces just those subsections of the section and keeps the others.
+# --rzmap-extra=ARGS: extra rzmap arguments in the full-stack case (e.g. --send-backend=tx-ring).
 # Re-render an earlier run without scanning:
 #   python3 scripts/bench_lab.py --render-only target/bench-lab/results.json --update BENCHMARKS.md
 set -euo pipefail

@@ -19,6 +19,7 @@ const OUTPUT: &str = "Results output";
 const DEDUP: &str = "Response deduplication";
 const LOGGING: &str = "Logging and metadata";
 const MORE: &str = "Additional options";
+const BANNER: &str = "Banner grabbing (rzmap extension; tcp_synscan only)";
 
 /// Every option rzmap accepts, as typed by the user.
 #[derive(Parser, Debug, Clone, Default, PartialEq)]
@@ -278,6 +279,37 @@ pub struct Args {
     /// Skip allowlist and blocklist entries that cannot be parsed
     #[arg(long = "ignore-blocklist-errors", visible_alias = "ignore-blacklist-errors", action = ArgAction::SetTrue, help_heading = MORE)]
     pub ignore_blocklist_errors: bool,
+
+    // ----- Banner grabbing (rzmap extension) -----
+    /// Complete the handshake of every SYN-ACK from user space and record the first bytes the
+    /// server sends (adds the fields data and banner_class; needs -M tcp_synscan and root for
+    /// an nftables rule that keeps the kernel from resetting these connections)
+    #[arg(long = "banner", action = ArgAction::SetTrue, help_heading = BANNER)]
+    pub banner: bool,
+
+    /// Bytes sent with the handshake's ACK: text:STRING, hex:HEXDIGITS or file:PATH (at most
+    /// 1400 bytes; default none)
+    #[arg(long = "banner-payload", value_name = "PAYLOAD", help_heading = BANNER)]
+    pub banner_payload: Option<String>,
+
+    /// Bytes kept per connection, 1..65535 (default 1024)
+    #[arg(long = "banner-max", value_name = "BYTES", help_heading = BANNER)]
+    pub banner_max: Option<String>,
+
+    /// Seconds a connection may last from its SYN-ACK, 1..3600 (default 5; the cooldown is at
+    /// least this long)
+    #[arg(long = "banner-timeout", value_name = "SECS", help_heading = BANNER)]
+    pub banner_timeout: Option<String>,
+
+    /// Seconds without a new byte after which a connection that sent data is finished, 0..3600
+    /// (default 1; 0: only --banner-timeout)
+    #[arg(long = "banner-idle", value_name = "SECS", help_heading = BANNER)]
+    pub banner_idle: Option<String>,
+
+    /// Connections kept at once, 1..1000000 (default rate x timeout x 1.25, at least 1024); the
+    /// oldest is finished early when full
+    #[arg(long = "banner-connections", value_name = "N", help_heading = BANNER)]
+    pub banner_connections: Option<String>,
 }
 
 /// The parsed options together with clap's matches (which know where each value came from).

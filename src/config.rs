@@ -117,6 +117,90 @@ pub enum LogDest {
     Directory(PathBuf),
 }
 
+/// `--banner` settings (rzmap extension; see `docs/stateless-banners.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BannerConfig {
+    /// `--banner-payload` bytes (empty: none).
+    pub payload: Vec<u8>,
+    /// `--banner-max`.
+    pub max_bytes: usize,
+    /// `--banner-timeout` in seconds.
+    pub timeout_secs: u32,
+    /// `--banner-idle` in seconds (0: off).
+    pub idle_secs: u32,
+    /// `--banner-connections` (`None`: from the rate and timeout).
+    pub connections: Option<usize>,
+}
+
+/// The largest `--banner-payload` (it must fit one segment under our MSS of 1460).
+pub const MAX_BANNER_PAYLOAD: usize = 1400;
+
+impl BannerConfig {
+    /// The table capacity: `--banner-connections`, or `pps × timeout × 1.25` clamped to
+    /// 1024..=1,000,000 (`pps` 0, unlimited, takes the maximum).
+    pub fn capacity(&self, pps: u64) -> usize {
+        if let Some(n) = self.connections {
+            return n;
+        }
+        if pps == 0 {
+            return 1_000_000;
+        }
+        let n = pps.saturating_mul(u64::from(self.timeout_secs)).saturating_mul(5) / 4;
+        n.clamp(1024, 1_000_000) as usize
+    }
+}
+
+/// Validates the `--banner*` options (`module` is the resolved `-M`).
+fn banner_config(args: &Args, module: &str) -> Result<Option<BannerConfig>, InputError> {
+    if !args.banner {
+        let given = [
+            ("--banner-payload", args.banner_payload.is_some()),
+            ("--banner-max", args.banner_max.is_some()),
+            ("--banner-timeout", args.banner_timeout.is_some()),
+            ("--banner-idle", args.banner_idle.is_some()),
+            ("--banner-connections", args.banner_connections.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(InputError::new(*flag, "needs --banner"));
+        }
+        return Ok(None);
+    }
+    if module != "tcp_synscan" {
+        return Err(InputError::new(
+            "--banner",
+            format!("needs the tcp_synscan probe module (got {module})"),
+        ));
+    }
+    let payload = match args.banner_payload.as_deref() {
+        None => Vec::new(),
+        Some(a) => {
+            use rzmap_core::probe::payload::{PayloadSpec, parse_payload_arg};
+            match parse_payload_arg(a, MAX_BANNER_PAYLOAD, false) {
+                Ok(PayloadSpec::Fixed(b)) => b,
+                Ok(_) => {
+                    return Err(InputError::new("--banner-payload", "expected a fixed payload"));
+                }
+                Err(mut e) => {
+                    if e.input == "--probe-args" {
+                        e.input = "--banner-payload".into();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let max_bytes = parse_or("--banner-max", args.banner_max.as_deref(), 1, 65535, 1024)? as usize;
+    let timeout_secs =
+        parse_or("--banner-timeout", args.banner_timeout.as_deref(), 1, 3600, 5)? as u32;
+    let idle_secs = parse_or("--banner-idle", args.banner_idle.as_deref(), 0, 3600, 1)? as u32;
+    let connections = args
+        .banner_connections
+        .as_deref()
+        .map(|s| parse_uint("--banner-connections", s, 1, 1_000_000).map(|n| n as usize))
+        .transpose()?;
+    Ok(Some(BannerConfig { payload, max_bytes, timeout_secs, idle_secs, connections }))
+}
+
 /// A validated scan configuration: plain data, no open files or sockets.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScanConfig {
@@ -245,6 +329,9 @@ pub struct ScanConfig {
     pub sender_threads: Option<u8>,
     /// `--cores`.
     pub cores: Option<Vec<u32>>,
+
+    /// `--banner` and its settings (`None`: no banner grabbing).
+    pub banner: Option<BannerConfig>,
 
     /// Warnings found while validating (for example many probes over few source ports).
     #[serde(skip)]
@@ -443,7 +530,15 @@ pub fn resolve(
         s.as_deref().map(|v| nonempty(flag, v).map(|v| PathBuf::from(expand_tilde(&v)))).transpose()
     };
 
+    let banner = banner_config(args, &probe_module)?;
+    // The cooldown lasts at least the banner timeout, so every grab can finish.
+    let cooldown_secs = match &banner {
+        Some(b) => cooldown_secs.max(b.timeout_secs),
+        None => cooldown_secs,
+    };
+
     Ok(ScanConfig {
+        banner,
         subnets: args.subnets.clone(),
         allowlist_file: path(&args.allowlist_file, "--allowlist-file")?,
         blocklist_file: path(&args.blocklist_file, "--blocklist-file")?,
@@ -1050,6 +1145,73 @@ mod tests {
             std::iter::once("rzmap").chain(items.iter().copied()).map(Into::into).collect();
         let p = crate::args::parse(&argv).map_err(|e| e.to_string())?;
         resolve(&p.args, || Ok(42)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn banner_flags() {
+        let c = resolve_args(&["-p", "22"]).unwrap();
+        assert_eq!(c.banner, None);
+        let c = resolve_args(&["-p", "22", "--banner", "-c", "2"]).unwrap();
+        let b = c.banner.clone().unwrap();
+        assert_eq!((b.payload.len(), b.max_bytes, b.timeout_secs, b.idle_secs), (0, 1024, 5, 1));
+        assert_eq!(b.connections, None);
+        assert_eq!(c.cooldown_secs, 5, "the cooldown lasts at least the banner timeout");
+        assert_eq!((b.capacity(10_000), b.capacity(100), b.capacity(0)), (62_500, 1024, 1_000_000));
+        let c = resolve_args(&[
+            "-p",
+            "80",
+            "--banner",
+            "--banner-payload=text:GET / HTTP/1.0\r\n",
+            "--banner-max",
+            "7",
+            "--banner-timeout",
+            "2",
+            "--banner-idle",
+            "0",
+            "--banner-connections",
+            "10",
+            "-c",
+            "9",
+        ])
+        .unwrap();
+        let b = c.banner.unwrap();
+        assert_eq!(b.payload, b"GET / HTTP/1.0\r\n");
+        assert_eq!((b.max_bytes, b.timeout_secs, b.idle_secs, b.capacity(1)), (7, 2, 0, 10));
+        assert_eq!(c.cooldown_secs, 9);
+        let c = resolve_args(&["-p", "1", "--banner", "--banner-payload", "hex:0d0a"]).unwrap();
+        assert_eq!(c.banner.unwrap().payload, b"\r\n");
+
+        for (args, want) in [
+            (&["--banner-max", "5"][..], "--banner-max: needs --banner"),
+            (&["--banner-payload", "text:x"][..], "--banner-payload: needs --banner"),
+            (
+                &["--banner", "-M", "icmp_echoscan"][..],
+                "--banner: needs the tcp_synscan probe module (got icmp_echoscan)",
+            ),
+            (
+                &["--banner", "--banner-max", "0"][..],
+                "--banner-max: expected a whole number from 1 to 65535, got \"0\"",
+            ),
+            (
+                &["--banner", "--banner-timeout", "0"][..],
+                "--banner-timeout: expected a whole number from 1 to 3600, got \"0\"",
+            ),
+            (
+                &["--banner", "--banner-connections", "2000000"][..],
+                "--banner-connections: expected a whole number from 1 to 1000000, got \"2000000\"",
+            ),
+            (&["--banner", "--banner-payload", "hex:0g"][..], "--banner-payload: column 6:"),
+            (&["--banner", "--banner-payload", "nope"][..], "--banner-payload: column 1:"),
+        ] {
+            let e = resolve_args(args).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        let long = format!("text:{}", "x".repeat(MAX_BANNER_PAYLOAD + 1));
+        let e = resolve_args(&["--banner", "--banner-payload", &long]).unwrap_err();
+        assert_eq!(
+            e,
+            "--banner-payload: the payload is 1401 bytes, more than the limit of 1400 bytes"
+        );
     }
 
     #[test]

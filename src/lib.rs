@@ -23,6 +23,7 @@ pub mod listing;
 pub mod plan;
 pub mod rst_guard;
 pub mod scan;
+pub mod syslog;
 pub mod targets;
 
 use crate::args::Parsed;
@@ -218,14 +219,25 @@ fn run_inner(argv: Vec<OsString>) -> Result<i32, Failure> {
     }
     if args.list_output_fields {
         let module = args.probe_module.as_deref().unwrap_or("tcp_synscan");
-        let text = listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?;
+        let text = if args.banner && module == "tcp_synscan" {
+            listing::banner_output_fields()
+        } else {
+            listing::output_fields(module).map_err(|e| attribute(e, &cli, conf.as_ref()))?
+        };
         print_stdout(&text);
         return Ok(0);
     }
 
     let config = config::resolve(&args, config::os_random_seed)
         .map_err(|e| attribute(e, &cli, conf.as_ref()))?;
-    let logger = open_logger(&config)?;
+    let mut logger = open_logger(&config)?;
+    // Syslog as ZMap (on unless --disable-syslog), but never in a dry run: it opens no socket.
+    if config.syslog
+        && matches!(config.dryrun, config::DryRun::Off)
+        && let Some(sys) = syslog::Syslog::connect(std::path::Path::new(syslog::DEFAULT_SOCKET))
+    {
+        logger = logger.with_system_log(Box::new(sys));
+    }
     for w in &config.warnings {
         logger.warn("rzmap", format_args!("{w}"));
     }

@@ -39,6 +39,11 @@ pub fn output_fields(module: &str) -> Result<String, InputError> {
     Ok(format_fields(Schema::for_module(info.fields).fields()))
 }
 
+/// `--list-output-fields --banner`: the `tcp_synscan` fields with `data` and `banner_class`.
+pub fn banner_output_fields() -> String {
+    format_fields(Schema::for_module(&rzmap_core::handshake::TCP_SYNSCAN_BANNER_FIELDS).fields())
+}
+
 /// The help of the selected probe and output modules, printed after the option help.
 pub fn module_help(probe_name: &str, output_name: &str) -> String {
     let mut s = String::new();

@@ -154,7 +154,11 @@ pub fn plan(config: ScanConfig, resolver: Resolver<'_>) -> Result<ScanPlan, Inpu
     let (probe, ports) = probe_and_ports(&config)?;
     let dedup = config.dedup_method.resolve(ports.len())?;
     let max_targets = config.max_targets.map(|m| m.resolve(ports.len())).filter(|&n| n > 0);
-    let schema = Schema::for_module(probe.fields());
+    let schema = if config.banner.is_some() {
+        Schema::for_module(&rzmap_core::handshake::TCP_SYNSCAN_BANNER_FIELDS)
+    } else {
+        Schema::for_module(probe.fields())
+    };
     let output = plan_output(
         &OutputRequest {
             module: config.output_module.as_deref(),

@@ -135,6 +135,58 @@ impl RstGuard {
     }
 }
 
+impl RstGuard {
+    /// Hands removal to a keeper process started now (while rzmap still has the privileges
+    /// `nft` needs): a shell that ignores SIGINT/SIGTERM/SIGHUP and waits for its standard
+    /// input to close, then deletes the table. Its input closes when the [`GuardKeeper`] is
+    /// dropped, and also when rzmap exits in any other way (a second Ctrl-C, a crash,
+    /// SIGKILL), so the table is removed even then.
+    pub fn into_keeper(mut self) -> Result<GuardKeeper, String> {
+        let script = "trap '' INT TERM HUP; read _ignored; exec nft delete table ip \"$1\"";
+        let mut cmd = match self.netns.as_deref() {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sh"]);
+                c
+            }
+            None => Command::new("sh"),
+        };
+        cmd.args(["-c", script, "rzmap-rst-guard", &self.table])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child =
+            cmd.spawn().map_err(|e| format!("RST guard: cannot start the removal keeper: {e}"))?;
+        self.removed = true;
+        Ok(GuardKeeper { child, table: std::mem::take(&mut self.table) })
+    }
+}
+
+/// The process that removes an [`RstGuard`]'s table (see [`RstGuard::into_keeper`]).
+#[derive(Debug)]
+pub struct GuardKeeper {
+    child: std::process::Child,
+    table: String,
+}
+
+impl GuardKeeper {
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+}
+
+impl Drop for GuardKeeper {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        match self.child.wait() {
+            Ok(st) if st.success() => {}
+            Ok(st) => eprintln!("rzmap: warning: RST guard: removing {} failed ({st})", self.table),
+            Err(e) => eprintln!("rzmap: warning: RST guard: removing {}: {e}", self.table),
+        }
+    }
+}
+
 impl Drop for RstGuard {
     fn drop(&mut self) {
         if !self.removed {

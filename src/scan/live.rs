@@ -168,20 +168,30 @@ pub fn filter_kind(k: ReplyFilterKind) -> FilterKind {
     }
 }
 
+/// Capture length with `--banner`: a whole Ethernet frame (data segments carry the banner).
+pub const BANNER_SNAPLEN: u32 = 1514;
+
 /// Opens the capture for `module` on `ifindex`: Ethernet framing with "not from our MAC",
-/// or (with `ip_layer`) a cooked ring whose packets start at the IP header.
+/// or (with `ip_layer`) a cooked ring whose packets start at the IP header. With
+/// `banner_ports` (`--banner`: the source-port range) every TCP segment to those ports is
+/// captured whole, not only SYN-ACKs and RSTs.
 pub fn open_ring(
     module: &dyn ProbeModule,
     ifindex: u32,
     our_mac: Option<[u8; 6]>,
     ip_layer: bool,
+    banner_ports: Option<(u16, u16)>,
 ) -> io::Result<PacketRing> {
     let f = module.reply_filter();
+    let (kind, snaplen) = match banner_ports {
+        Some((first, last)) => (FilterKind::TcpSegments { first, last }, BANNER_SNAPLEN),
+        None => (filter_kind(f.kind), f.snaplen.max(1)),
+    };
     let spec = FilterSpec {
-        kind: filter_kind(f.kind),
+        kind,
         link: if ip_layer { LinkLayer::Ip } else { LinkLayer::Ethernet },
         our_mac: if ip_layer { None } else { our_mac },
-        snaplen: f.snaplen.max(1),
+        snaplen,
     };
     let program = bpf::program(&spec);
     // Many small blocks rather than a few large ones: a block is handed to us when it fills

@@ -24,6 +24,7 @@
 //! A closed output pipe (`rzmap … | head`) also ends the scan quietly with status 0. Other
 //! output errors and the `--max-sendto-failures`/`--min-hitrate` limits end it with status 1.
 
+pub mod banner;
 pub mod dryrun;
 pub mod handler;
 pub mod live;
@@ -232,8 +233,19 @@ fn open_sink(sink: &Sink, flag: &str) -> Result<Box<dyn Write + Send>, InputErro
 /// The run's links.
 enum Links {
     Dry(Arc<StdoutSlot>),
-    Live { txs: Vec<LiveTx>, rx: RingRx, handler: Box<OutputHandler>, errors: Arc<SendErrors> },
+    Live {
+        txs: Vec<LiveTx>,
+        rx: RingRx,
+        handler: Box<OutputHandler>,
+        errors: Arc<SendErrors>,
+        /// `--banner`: removes the RST guard's table when dropped.
+        guard: Option<crate::rst_guard::GuardKeeper>,
+    },
 }
+
+/// The firewall mark of the receive thread's raw IP socket with `--banner -X`: the RST
+/// guard lets packets with this mark through (our own closing RSTs).
+pub const BANNER_MARK: u32 = 0x727a_6d70;
 
 /// Runs the scan the plan describes, logging through `logger`, and returns the exit status.
 /// (The caller has logged the plan's warnings.)
@@ -296,6 +308,7 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         addr: &addr,
         logger: &logger,
         controls: &controls,
+        pps,
     };
     let links = match config.dryrun {
         DryRun::Text | DryRun::Fast => Links::Dry(StdoutSlot::new(
@@ -378,7 +391,7 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
                 None => (report, None),
             }
         }
-        Links::Live { txs, rx, mut handler, errors } => {
+        Links::Live { txs, rx, mut handler, errors, guard } => {
             let txs: Vec<Box<dyn PacketTx>> =
                 txs.into_iter().map(|t| Box::new(t) as Box<dyn PacketTx>).collect();
             let receiver = Some(ReceiverSetup { rx, handler: &mut *handler });
@@ -391,8 +404,13 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
                 logger.warn("send", format_args!("{n} probes failed to send; last error: {e}"));
             }
             log_rejects(&logger, handler.processor());
+            if let Some((st, (sent, failed))) = handler.banner_stats() {
+                log_banner(&logger, &st, sent, failed);
+            }
             let deadline = Instant::now() + ecfg.cooldown;
             let err = handler.close(deadline);
+            // Every closing RST is sent: the kernel may reset again.
+            drop(guard);
             match err {
                 Some(e) if e.is_closed_pipe() => (report, None),
                 Some(e) => (report, Some(e.to_string())),
@@ -477,6 +495,35 @@ fn log_rejects(logger: &Logger, p: &ReplyProcessor) {
     }
 }
 
+/// Logs the banner grabber's counters (INFO: classes; DEBUG: the rest).
+fn log_banner(logger: &Logger, st: &rzmap_core::handshake::HandshakeStats, sent: u64, failed: u64) {
+    let f = st.finished;
+    logger.info(
+        "banner",
+        format_args!(
+            "{} handshakes: {} banner, {} no-banner, {} reset, {} truncated; {} evicted, {} lost",
+            st.started, f[0], f[1], f[2], f[3], st.evicted, st.lost_unreported
+        ),
+    );
+    logger.debug(
+        "banner",
+        format_args!(
+            "frames sent {sent}, failed {failed}; synack retransmits {}, duplicate {}, \
+             malformed {}, bad checksum {}, unknown {}, after finish {}, out of window {}, \
+             retransmitted data {}, reassembly full {}",
+            st.synack_retransmits,
+            st.duplicate_synacks,
+            st.malformed,
+            st.bad_checksum,
+            st.unknown,
+            st.after_finish,
+            st.out_of_window,
+            st.retransmitted_data,
+            st.reassembly_full
+        ),
+    );
+}
+
 /// What opening the live links needs.
 struct Context<'a> {
     config: &'a ScanConfig,
@@ -487,6 +534,7 @@ struct Context<'a> {
     addr: &'a Addressing,
     logger: &'a Logger,
     controls: &'a Arc<Controls>,
+    pps: u64,
 }
 
 impl Context<'_> {
@@ -494,6 +542,12 @@ impl Context<'_> {
     /// reader went away before the scan started.
     fn open_live(&self, asm: &Assembly, threads: u8) -> Result<Option<Links>, InputError> {
         let (config, addr) = (self.config, self.addr);
+        // `--banner`: the RST guard goes in first (before any probe, while we are root), and
+        // its removal is handed to a keeper process (we will not be root when it must go).
+        let guard = match &config.banner {
+            Some(_) => Some(self.install_guard()?),
+            None => None,
+        };
         let errors = Arc::new(SendErrors::default());
         let mut txs = Vec::with_capacity(usize::from(threads));
         for t in 0..usize::from(threads) {
@@ -532,14 +586,20 @@ impl Context<'_> {
             };
             txs.push(tx);
         }
-        let ring =
-            live::open_ring(self.module.as_ref(), addr.ifindex, Some(addr.src_mac), config.iplayer)
-                .map_err(|e| {
-                    InputError::new(
-                        "--interface",
-                        format!("cannot open the capture on {}: {e}", addr.iface),
-                    )
-                })?;
+        let banner_ports = config.banner.as_ref().map(|_| config.source_ports);
+        let ring = live::open_ring(
+            self.module.as_ref(),
+            addr.ifindex,
+            Some(addr.src_mac),
+            config.iplayer,
+            banner_ports,
+        )
+        .map_err(|e| {
+            InputError::new(
+                "--interface",
+                format!("cannot open the capture on {}: {e}", addr.iface),
+            )
+        })?;
         let out = match output::find_module(self.output.module) {
             Some(i) if i.writes_file => Some(open_sink(&config.output_file, "--output-file")?),
             _ => None,
@@ -565,12 +625,40 @@ impl Context<'_> {
             asm.validator.clone(),
             scope,
         );
-        let handler = Box::new(OutputHandler::new(
+        let mut handler = OutputHandler::new(
             processor,
             self.output.filter.clone(),
             out_mod,
             Arc::clone(self.controls),
-        ));
+        );
+        if let Some(b) = &config.banner {
+            let style = match config.probe_args.as_deref() {
+                Some(a) => rzmap_core::probe::tcp_synscan::OptionStyle::parse(a)?,
+                None => rzmap_core::probe::tcp_synscan::OptionStyle::Windows,
+            };
+            // A secret hash seed: derived from the run's random validation key.
+            let w = asm.validator.words(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 0);
+            let seed = (u64::from(w[0]) << 32) | u64::from(w[1]);
+            let capacity = b.capacity(self.pps);
+            let grab = banner::BannerGrab::new(
+                b,
+                &asm.probe_config,
+                style,
+                capacity,
+                seed,
+                asm.validator.clone(),
+                self.banner_tx(Arc::clone(&errors))?,
+            );
+            self.logger.debug(
+                "banner",
+                format_args!(
+                    "table of {capacity} connections, timeout {} s, idle {} s, {} bytes each",
+                    b.timeout_secs, b.idle_secs, b.max_bytes
+                ),
+            );
+            handler = handler.with_banner(grab, self.schema);
+        }
+        let handler = Box::new(handler);
         // Every socket and file is open: switch to `nobody` (as ZMap does).
         match rzmap_sys::process::drop_privileges() {
             Ok(rzmap_sys::process::PrivilegeDrop::Dropped { uid, gid }) => self.logger.debug(
@@ -583,7 +671,59 @@ impl Context<'_> {
             }
         }
         let rx = RingRx::new(ring, core_for(config, 0));
-        Ok(Some(Links::Live { txs, rx, handler, errors }))
+        Ok(Some(Links::Live { txs, rx, handler, errors, guard }))
+    }
+
+    /// Removes stale tables, installs the RST guard for the source ports and addresses, and
+    /// hands its removal to a keeper process.
+    fn install_guard(&self) -> Result<crate::rst_guard::GuardKeeper, InputError> {
+        use crate::rst_guard::{self, RstGuard, RstGuardSpec};
+        let (config, addr) = (self.config, self.addr);
+        match rst_guard::remove_stale_tables(None) {
+            Ok(gone) => {
+                for t in gone {
+                    self.logger.info("banner", format_args!("removed stale nftables table {t}"));
+                }
+            }
+            Err(e) => return Err(InputError::new("--banner", e)),
+        }
+        let mut spec =
+            RstGuardSpec::new(config.source_ports.0, config.source_ports.1, &addr.src_ips);
+        if config.iplayer {
+            spec.exempt_mark = Some(BANNER_MARK);
+        }
+        let guard = RstGuard::install_with(&spec).map_err(|e| InputError::new("--banner", e))?;
+        self.logger
+            .debug("banner", format_args!("RST guard: nftables table {}", guard.table_name()));
+        guard.into_keeper().map_err(|e| InputError::new("--banner", e))
+    }
+
+    /// The receive thread's own sender for `--banner` (with `-X`, marked for the RST guard).
+    fn banner_tx(&self, errors: Arc<SendErrors>) -> Result<Box<dyn PacketTx>, InputError> {
+        let (config, addr) = (self.config, self.addr);
+        if config.iplayer {
+            let mut s = rzmap_sys::send::RawIpSender::open(&addr.iface).map_err(|e| {
+                InputError::new(
+                    "--iplayer",
+                    format!("cannot open a raw IP socket on {}: {e}", addr.iface),
+                )
+            })?;
+            s.set_mark(BANNER_MARK).map_err(|e| {
+                InputError::new("--banner", format!("cannot set the socket's firewall mark: {e}"))
+            })?;
+            s.set_retries(config.retries);
+            Ok(Box::new(LiveTx::IpLayer(IpLayerTx::new(s, None, errors))))
+        } else {
+            let mut s =
+                rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac).map_err(|e| {
+                    InputError::new(
+                        "--interface",
+                        format!("cannot open a packet socket on {}: {e}", addr.iface),
+                    )
+                })?;
+            s.set_retries(config.retries);
+            Ok(Box::new(LiveTx::Ethernet(EthernetTx::new(s, None, errors))))
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rzmap_lab::{HostClass, Lab, LabSpec, Prefix, TcpState, skip_lab};
+use rzmap_lab::{HostClass, Lab, LabSpec, Prefix, Shares, TcpState, skip_lab};
 
 const BANNER: &str = env!("CARGO_BIN_EXE_rzmap-banner");
 /// The lab's TCP port, where open hosts write [`GREETING`] and close.
@@ -104,8 +104,15 @@ struct BannerLab {
     blocklist: PathBuf,
 }
 
-/// Builds a lab over `prefix` (two blocklisted addresses); `None` when `RZMAP_SKIP_LAB=1`.
+/// Builds a lab over `prefix` (default shares, two blocklisted addresses); `None` when
+/// `RZMAP_SKIP_LAB=1`.
 fn banner_lab(prefix: &str, seed: u64) -> Option<BannerLab> {
+    banner_lab_with(prefix, seed, Shares::default())
+}
+
+/// Builds a lab over `prefix` with these class `shares` (two blocklisted addresses); `None`
+/// when `RZMAP_SKIP_LAB=1`.
+fn banner_lab_with(prefix: &str, seed: u64, shares: Shares) -> Option<BannerLab> {
     if skip_lab() {
         eprintln!("RZMAP_SKIP_LAB=1: skipping a live rzmap-banner test");
         return None;
@@ -115,6 +122,7 @@ fn banner_lab(prefix: &str, seed: u64) -> Option<BannerLab> {
     spec.tcp_port = GREETING_PORT;
     spec.http_port = Some(HTTP_PORT);
     spec.greeting = Some(GREETING.to_string());
+    spec.shares = shares;
     spec.blocklisted = vec![prefix.nth(3), prefix.nth(77)];
     let lab = Lab::build(spec).unwrap_or_else(|e| panic!("cannot build the lab: {e}"));
     let t = lab.truth();
@@ -227,16 +235,24 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// What rzmap did in one `sh -c` pipeline.
+struct RzmapSide {
+    /// From just before rzmap started to just after it exited (any wait on a full pipe included).
+    wall: Duration,
+    /// rzmap's stderr.
+    stderr: String,
+    /// rzmap's metadata (`-m`).
+    meta: serde_json::Value,
+}
+
 /// What one `rzmap | rzmap-banner` pipeline produced.
 struct PipelineRun {
     /// rzmap-banner's exit status, stdout (records) and stderr (summary).
     banner: Output,
     /// rzmap's results, as copied off the pipe by `tee`: the targets rzmap-banner was given.
     found: BTreeSet<SocketAddr>,
-    /// rzmap's stderr.
-    rzmap_stderr: String,
-    /// rzmap's metadata (`-m`).
-    rzmap_meta: serde_json::Value,
+    /// rzmap's side of the pipeline.
+    rzmap: RzmapSide,
 }
 
 impl PipelineRun {
@@ -247,7 +263,7 @@ impl PipelineRun {
 
     /// Context for a failed comparison: where packets were lost, and rzmap's own words.
     fn context(&self, bl: &BannerLab) -> String {
-        let m = &self.rzmap_meta;
+        let m = &self.rzmap.meta;
         format!(
             "lab answers sent {:?}, delivered to the scanner ns {:?}; rzmap: pcap_recv {}, \
              pcap_drop {}, success_unique {}\nrzmap stderr:\n{}",
@@ -256,7 +272,7 @@ impl PipelineRun {
             m["pcap_recv"],
             m["pcap_drop"],
             m["success_unique"],
-            self.rzmap_stderr
+            self.rzmap.stderr
         )
     }
 }
@@ -264,6 +280,52 @@ impl PipelineRun {
 /// Pipelines run one at a time: each keeps the CPUs busy for a moment, and an rzmap whose
 /// receive thread is starved of CPU loses replies in its packet ring (`pcap_drop` > 0).
 static PIPELINES: Mutex<()> = Mutex::new(());
+
+/// Runs `rzmap RZMAP_ARGS -o - -m META | CONSUMER` (`consumer` is a shell fragment) as one
+/// `sh -c` pipeline inside the scanner namespace, and times rzmap alone: `date` stamps just
+/// before it starts and just after it exits. Fails the test when rzmap or the pipeline's last
+/// command fails. Returns the pipeline's own output (the consumer's stdout and stderr).
+fn rzmap_into(bl: &BannerLab, rzmap_args: &[&str], consumer: &str) -> (Output, RzmapSide) {
+    let join = |v: &[&str]| v.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
+    let q = |name: &str| sh_quote(&bl.path(name).to_string_lossy());
+    let files = ["rzmap.meta.json", "rzmap.stderr", "rzmap.rc", "rzmap.start", "rzmap.end"];
+    for name in files {
+        let _ = std::fs::remove_file(bl.path(name));
+    }
+    let script = format!(
+        "{{ date +%s%N >{start}; {rzmap} {rargs} -o - -m {meta} 2>{err}; echo $? >{rc}; \
+         date +%s%N >{end}; }} | {consumer}",
+        start = q("rzmap.start"),
+        rzmap = sh_quote(&rzmap_bin().to_string_lossy()),
+        rargs = join(rzmap_args),
+        meta = q("rzmap.meta.json"),
+        err = q("rzmap.stderr"),
+        rc = q("rzmap.rc"),
+        end = q("rzmap.end"),
+    );
+    let mut cmd = bl.lab.scanner_cmd("sh");
+    // No default config file may change the scan.
+    cmd.arg("-c").arg(&script).env("RZMAP_DEFAULT_CONFIG", "");
+    let out = {
+        let _one_at_a_time = PIPELINES.lock().unwrap_or_else(|e| e.into_inner());
+        run_limited(cmd, b"", "an rzmap pipeline")
+    };
+    let read = |name: &str| std::fs::read_to_string(bl.path(name)).unwrap_or_default();
+    let stderr = read("rzmap.stderr");
+    assert_eq!(read("rzmap.rc").trim(), "0", "rzmap failed in the pipeline:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the end of the pipeline ({consumer}) failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamp = |name: &str| -> u64 {
+        read(name).trim().parse().unwrap_or_else(|_| panic!("no date stamp in {name}"))
+    };
+    let wall = Duration::from_nanos(stamp("rzmap.end").saturating_sub(stamp("rzmap.start")));
+    let meta = serde_json::from_str(&read("rzmap.meta.json")).expect("rzmap metadata");
+    (out, RzmapSide { wall, stderr, meta })
+}
 
 /// Runs `rzmap RZMAP_ARGS -o - | tee FILE | rzmap-banner BANNER_ARGS` as one `sh -c` pipeline
 /// inside the scanner namespace. `tee` keeps a copy of what rzmap wrote (results without a
@@ -275,38 +337,16 @@ fn pipeline(
     default_port: u16,
     banner_args: &[&str],
 ) -> PipelineRun {
-    let join = |v: &[&str]| v.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
-    let q = |p: PathBuf| sh_quote(&p.to_string_lossy());
-    let script = format!(
-        "{{ {rzmap} {rargs} -o - -m {meta} 2>{err}; echo $? >{rc}; }} | tee {copy} | \
-         {banner} {bargs}",
-        rzmap = sh_quote(&rzmap_bin().to_string_lossy()),
-        rargs = join(rzmap_args),
-        meta = q(bl.path("rzmap.meta.json")),
-        err = q(bl.path("rzmap.stderr")),
-        rc = q(bl.path("rzmap.rc")),
-        copy = q(bl.path("rzmap.out")),
+    let consumer = format!(
+        "tee {copy} | {banner} {bargs}",
+        copy = sh_quote(&bl.path("rzmap.out").to_string_lossy()),
         banner = sh_quote(BANNER),
-        bargs = join(banner_args),
+        bargs = banner_args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" "),
     );
-    let mut cmd = bl.lab.scanner_cmd("sh");
-    // No default config file may change the scan.
-    cmd.arg("-c").arg(&script).env("RZMAP_DEFAULT_CONFIG", "");
-    let banner = {
-        let _one_at_a_time = PIPELINES.lock().unwrap_or_else(|e| e.into_inner());
-        run_limited(cmd, b"", "the rzmap | rzmap-banner pipeline")
-    };
-    let read = |name: &str| std::fs::read_to_string(bl.path(name)).unwrap_or_default();
-    let rzmap_stderr = read("rzmap.stderr");
-    assert_eq!(read("rzmap.rc").trim(), "0", "rzmap failed in the pipeline:\n{rzmap_stderr}");
-    assert!(
-        banner.status.success(),
-        "rzmap-banner failed in the pipeline ({}): {}",
-        banner.status,
-        String::from_utf8_lossy(&banner.stderr)
-    );
+    let (banner, rzmap) = rzmap_into(bl, rzmap_args, &consumer);
     let mut found = BTreeSet::new();
-    for line in read("rzmap.out").lines() {
+    let copy = std::fs::read_to_string(bl.path("rzmap.out")).expect("tee's copy of rzmap's output");
+    for line in copy.lines() {
         let (addr, port) = if line.starts_with('{') {
             let v: serde_json::Value = serde_json::from_str(line).expect("rzmap json line");
             let port = v["sport"].as_u64().map_or(default_port, |p| p as u16);
@@ -317,8 +357,7 @@ fn pipeline(
         let ip: IpAddr = addr.parse().unwrap_or_else(|_| panic!("rzmap output line {line:?}"));
         assert!(found.insert(SocketAddr::new(ip, port)), "rzmap reported {ip}:{port} twice");
     }
-    let rzmap_meta = serde_json::from_str(&read("rzmap.meta.json")).expect("rzmap metadata");
-    PipelineRun { banner, found, rzmap_stderr, rzmap_meta }
+    PipelineRun { banner, found, rzmap }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,5 +621,135 @@ fn pipeline_with_json_saddr_sport_over_two_ports() {
     let s = summary(&run.banner.stderr);
     assert_eq!(s["hosts read"], 2 * want.len() as u64);
     assert_eq!(s["bad input lines"], 0);
+    bl.assert_blocklist_respected();
+}
+
+/// The grabber's concurrency in the slow-consumer run: with the lab's HTTP server answering only
+/// after a 1 s wait, about this many port-80 grabs end per second, against rzmap's ~19,000
+/// results a second.
+const SLOW_CONCURRENCY: &str = "200";
+/// How long the control run's consumer reads nothing.
+const CONTROL_STALL: Duration = Duration::from_secs(5);
+/// How much longer than the baseline rzmap may take in the slow pipeline.
+const UNBLOCKED_MARGIN: Duration = Duration::from_secs(2);
+
+/// The documentation's Heads Up (ZMap blocked on stdout by a banner grabber that fell behind),
+/// live. A fast rzmap (`-r 20000 -c 1`, ports 22 and 80 of a /20 where about 93% of the hosts
+/// are open, every field in json: megabytes, many times a pipe's capacity) feeds a grabber that
+/// is about 100 times slower: `-c 200`, and on port 80 the lab's HTTP server answers only after
+/// waiting 1 s for a request, with `--queue-memory 4K` (128 targets in memory).
+///
+/// 1. rzmap is never held up by the pipe: its wall time in the pipeline stays within
+///    [`UNBLOCKED_MARGIN`] of the same scan into `cat >/dev/null`, while the same scan into a
+///    consumer that reads nothing for [`CONTROL_STALL`] takes at least that long (so this
+///    measurement does see a blocked rzmap); its metadata shows no drop, and its results are
+///    exactly the open set on both ports.
+/// 2. The grabber, finishing long after rzmap, writes one record per open host and port, each
+///    with the greeting (port 22) or the complete HTTP answer (port 80); its summary shows the
+///    queue spilled more than one 4096-target chunk (so through its temporary file) and lost
+///    nothing.
+#[test]
+fn slow_grabber_never_blocks_a_fast_rzmap_and_loses_nothing() {
+    let shares = Shares {
+        silent: 0.01,
+        unreachable: 0.01,
+        tcp_open: 0.95,
+        tcp_filtered: 0.02,
+        ..Shares::default()
+    };
+    let Some(bl) = banner_lab_with("198.18.32.0/20", 8, shares) else { return };
+    let prefix = bl.lab.prefix().to_string();
+    let bfile = bl.blocklist.to_string_lossy().into_owned();
+    let ports = format!("{GREETING_PORT},{HTTP_PORT}");
+    let rzmap_args = [
+        "-q",
+        "-p",
+        &ports,
+        &prefix,
+        "-b",
+        &bfile,
+        "-r",
+        "20000",
+        "-c",
+        "1",
+        "-O",
+        "json",
+        "-f",
+        "*",
+        "--output-filter",
+        "success = 1 && repeat = 0",
+    ];
+    let want = bl.open();
+    let results = 2 * want.len() as u64;
+
+    // The same scan into a consumer that keeps up, then into one that stalls.
+    let (_, base) = rzmap_into(&bl, &rzmap_args, "cat >/dev/null");
+    let stall = format!("{{ sleep {}; cat >/dev/null; }}", CONTROL_STALL.as_secs());
+    let (_, stalled) = rzmap_into(&bl, &rzmap_args, &stall);
+    assert!(
+        stalled.wall >= CONTROL_STALL && stalled.wall > base.wall + UNBLOCKED_MARGIN,
+        "a stalled consumer must hold rzmap up: {:?} stalled vs {:?} baseline",
+        stalled.wall,
+        base.wall
+    );
+
+    let banner_args =
+        ["-p", "1", "-c", SLOW_CONCURRENCY, "--read-timeout", "3", "--queue-memory", "4K"];
+    let start = Instant::now();
+    let run = pipeline(&bl, &rzmap_args, 1, &banner_args);
+    let total = start.elapsed();
+    let written = std::fs::metadata(bl.path("rzmap.out")).map_or(0, |m| m.len());
+    let s = summary(&run.banner.stderr);
+    eprintln!(
+        "slow consumer over {prefix}: {} open hosts, {results} results, {written} bytes from \
+         rzmap; rzmap {:?} into cat, {:?} into a {CONTROL_STALL:?} stall, {:?} into \
+         rzmap-banner -c {SLOW_CONCURRENCY}, which ended after {total:?}\n{}",
+        want.len(),
+        base.wall,
+        stalled.wall,
+        run.rzmap.wall,
+        String::from_utf8_lossy(&run.banner.stderr).trim_end(),
+    );
+
+    // (1) rzmap was not held up, and lost nothing.
+    assert!(
+        run.rzmap.wall <= base.wall + UNBLOCKED_MARGIN,
+        "rzmap took {:?} into the slow grabber, {:?} into cat\n{}",
+        run.rzmap.wall,
+        base.wall,
+        run.context(&bl)
+    );
+    let m = &run.rzmap.meta;
+    for key in ["pcap_drop", "pcap_ifdrop", "send_to_failures"] {
+        assert_eq!(m[key], 0, "rzmap's {key}\n{}", run.context(&bl));
+    }
+    assert_eq!(m["success_unique"], results, "{}", run.context(&bl));
+    assert_eq!(m["output_results"], results, "{}", run.context(&bl));
+    for port in [GREETING_PORT, HTTP_PORT] {
+        let got = run.found_on(port);
+        assert_eq!(got, want, "rzmap, port {port}: {}\n{}", diff(&got, &want), run.context(&bl));
+    }
+    // The grabber really was behind: it ended long after rzmap.
+    assert!(total > run.rzmap.wall + Duration::from_secs(5), "{total:?}: not a slow consumer");
+
+    // (2) The grabber lost nothing and every record is right.
+    let recs = parse_csv(&run.banner.stdout);
+    let given: BTreeSet<SocketAddr> = recs.keys().copied().collect();
+    assert_eq!(given, run.found, "rzmap-banner's records differ from rzmap's results");
+    for (key, rec) in &recs {
+        assert_eq!(rec.outcome, "banner", "{key}: {rec:?}");
+        if key.port() == GREETING_PORT {
+            assert_eq!(rec.data, GREETING.as_bytes(), "{key}");
+        } else {
+            assert_http_response(&rec.data, *key);
+        }
+    }
+    assert_eq!(s["hosts read"], results);
+    assert_eq!(s["banners"], results);
+    assert_eq!(s["bad input lines"], 0);
+    assert!(s["spilled"] > 4096, "the queue must spill past one chunk: {s:?}");
+    assert_eq!(s["lost"], 0);
+    let stderr = String::from_utf8_lossy(&run.banner.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
     bl.assert_blocklist_respected();
 }

@@ -93,9 +93,11 @@ fn paced_run(rate: u64, threads: u32, probes: u64) {
 
 fn main() {
     // The real-clock runs take about 20 s: only under `cargo bench` (which passes `--bench`),
-    // not under `cargo test --all-targets`; `cargo bench -- poll` runs only the criterion part.
+    // not under `cargo test --all-targets`; `cargo bench -- poll` or `-- send_loop` runs only
+    // that criterion part.
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "poll") {
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "poll" || a == "send_loop")
+    {
         paced_run(1, 1, 4);
         paced_run(100, 1, 200);
         paced_run(10_000, 1, 65_536);
@@ -114,6 +116,30 @@ fn main() {
                 p.sent(n);
             }
             r
+        })
+    });
+    // The whole send loop at no rate limit (source, builder, batching, counters), without the
+    // real-clock runs' 20 s: `cargo bench --bench pacing -- send_loop`.
+    c.bench_function("send_loop_unlimited_100k", |b| {
+        b.iter(|| {
+            let ctl = Controls::new(0);
+            let cfg = EngineConfig { cooldown: Duration::ZERO, ..EngineConfig::default() };
+            let mut left = 100_000u32;
+            let targets: Source = Box::new(move || {
+                left = left.checked_sub(1)?;
+                Some(Target::v4(left, 80))
+            });
+            let senders = vec![SenderSetup { targets, builder: build as Builder, tx: CountingTx }];
+            engine::run(
+                &cfg,
+                &ctl,
+                &SystemClock,
+                senders,
+                None::<ReceiverSetup<LoopbackRx, NoHandler>>,
+                |_| {},
+            )
+            .counters
+            .sent
         })
     });
     c.final_summary();

@@ -5,8 +5,11 @@ use std::net::Ipv4Addr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rzmap_core::aesrand::AesRand;
+use rzmap_core::engine::FrameBuilder;
 use rzmap_core::fields::{Record, Schema};
+use rzmap_core::probe::adapter::ProbeSender;
 use rzmap_core::probe::{self, PortBitmap, ProbeConfig, ProbeInput, ProbeModule, ReplyCheck};
+use rzmap_core::target::Target;
 use rzmap_core::validate::Validator;
 
 const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -61,6 +64,28 @@ fn bench_make(c: &mut Criterion) {
                     now: Default::default(),
                 };
                 black_box(m.make(&mut buf, &cfg, &p, &mut rng))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The sender thread's per-probe path: validation words, clock, module `make`.
+fn bench_sender(c: &mut Criterion) {
+    let cfg = std::sync::Arc::new(config());
+    let mut g = c.benchmark_group("sender");
+    g.throughput(Throughput::Elements(1));
+    for (name, m) in modules() {
+        let mut s =
+            ProbeSender::new(m.into(), cfg.clone(), Validator::new([9; 16]), AesRand::from_seed(1));
+        let mut buf = vec![0u8; 2048];
+        s.prepare(&mut buf);
+        let mut i = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let t = Target::v4(0xc613_0000 | (i & 0xffff), 80);
+                black_box(s.build(&mut buf, &t, 0, US))
             })
         });
     }
@@ -149,5 +174,5 @@ fn bench_validate_classify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_words, bench_make, bench_validate_classify);
+criterion_group!(benches, bench_words, bench_make, bench_sender, bench_validate_classify);
 criterion_main!(benches);

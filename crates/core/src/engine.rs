@@ -96,6 +96,28 @@ pub trait ResponseHandler: Send {
 
     /// Flushes buffered output (called about once a second and at the end).
     fn flush(&mut self) {}
+
+    /// Offered every captured packet before [`Self::classify`]: `true` when the handler
+    /// consumed it outside validation (a later segment of a connection the handler keeps,
+    /// as banner grabbing does); such packets are neither validated nor counted.
+    fn intercept(&mut self, _packet: &[u8], _ts: SystemTime) -> bool {
+        false
+    }
+
+    /// Called after every receive poll: emits records that became ready outside
+    /// [`Self::emit`] (finished banner grabs), applying the output filter itself; returns
+    /// how many passed it (counted for `-N`). At most `budget` may pass (`None`: no limit;
+    /// the rest are dropped).
+    fn after_poll(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
+        0
+    }
+
+    /// Called once when receiving ends (any reason), before the last flush: finishes
+    /// whatever is still pending and emits at most `budget` records (`Some(0)` once `-N` is
+    /// reached); returns how many passed the filter.
+    fn finish(&mut self, _now: SystemTime, _budget: Option<u64>) -> u64 {
+        0
+    }
 }
 
 /// One sender thread's inputs.
@@ -322,7 +344,9 @@ where
     let shared = &shared;
 
     let (states, sources, recv_end, reason) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(move || {
+        // Named threads, so profiles and `top -H` tell senders, receiver and monitor apart.
+        let named = |name: String| std::thread::Builder::new().name(name);
+        let monitor = spawn_in(scope, named("rzmap-monitor".into()), move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) =
                 done_rx.recv_timeout(cfg.monitor_interval)
             {
@@ -333,11 +357,16 @@ where
                 });
             }
         });
-        let recv = receiver.map(|r| scope.spawn(move || receive_loop(shared, r)));
+        let recv = receiver
+            .map(|r| spawn_in(scope, named("rzmap-recv".into()), move || receive_loop(shared, r)));
         let handles: Vec<_> = senders
             .into_iter()
             .enumerate()
-            .map(|(i, s)| scope.spawn(move || send_loop(shared, nsenders, i, s)))
+            .map(|(i, s)| {
+                spawn_in(scope, named(format!("rzmap-send-{i}")), move || {
+                    send_loop(shared, nsenders, i, s)
+                })
+            })
             .collect();
         let mut states = Vec::with_capacity(nsenders);
         let mut sources = Vec::with_capacity(nsenders);
@@ -382,7 +411,17 @@ fn must_stop<C: Clock>(sh: &Shared<'_, C>) -> bool {
     sh.ctl.stop.load(Ordering::Relaxed) || sh.results_done.load(Ordering::Relaxed)
 }
 
-fn flush<T: PacketTx>(tx: &mut T, batch: &mut FrameBatch, st: &mut SenderState, c: &Counters) {
+/// Sends the built frames and publishes this sender's counts. Targets are counted locally and
+/// published here, once per batch, rather than with an atomic add per target.
+fn flush<T: PacketTx>(
+    tx: &mut T,
+    batch: &mut FrameBatch,
+    st: &mut SenderState,
+    published_targets: &mut u64,
+    c: &Counters,
+) {
+    Counters::add(&c.targets_scanned, st.targets - *published_targets);
+    *published_targets = st.targets;
     if batch.is_empty() {
         return;
     }
@@ -423,6 +462,7 @@ where
     let counters = &sh.ctl.counters;
     let probes = cfg.probes_per_target.max(1);
     let mut st = SenderState { index, ..SenderState::default() };
+    let mut published_targets = 0u64;
     let mut batch = FrameBatch::new(cfg.batch_size, cfg.slot_size);
     for i in 0..batch.capacity() {
         builder.prepare(batch.slot_mut(i));
@@ -443,7 +483,7 @@ where
         match pacer.poll(&sh.ctl.rate, now) {
             Pace::Wait(d) => {
                 // Nothing is due: put what is built on the wire before waiting.
-                flush(&mut tx, &mut batch, &mut st, counters);
+                flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
                 rate::wait(sh.clock, d);
             }
             Pace::Send(n) => {
@@ -457,7 +497,6 @@ where
                         _ => match targets.next_target() {
                             Some(t) => {
                                 st.targets += 1;
-                                Counters::add(&counters.targets_scanned, 1);
                                 (t, 0)
                             }
                             None => {
@@ -474,7 +513,7 @@ where
                         batch.commit(len);
                         built += 1;
                         if batch.is_full() {
-                            flush(&mut tx, &mut batch, &mut st, counters);
+                            flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
                         }
                     }
                 }
@@ -482,7 +521,7 @@ where
             }
         }
     }
-    flush(&mut tx, &mut batch, &mut st, counters);
+    flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
     st.pending = current.filter(|&(_, p)| p < probes);
     counters.active_senders.fetch_sub(1, Ordering::SeqCst);
     if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -528,6 +567,9 @@ where
             if sh.results_done.load(Ordering::Relaxed) {
                 return;
             }
+            if handler.intercept(pkt, ts) {
+                return;
+            }
             let Some(v) = handler.classify(pkt, ts) else {
                 Counters::add(&c.validation_failed, 1);
                 return;
@@ -569,6 +611,8 @@ where
         };
         // A capture error is transient for the engine: the link reports and retries.
         let _ = rx.poll(timeout, &mut deliver);
+        let extra = handler.after_poll(SystemTime::now(), budget(sh));
+        count_extra(sh, extra);
         let stats = rx.stats();
         c.recv_total.store(stats.received, Ordering::Relaxed);
         c.kernel_drops.store(stats.dropped, Ordering::Relaxed);
@@ -579,8 +623,45 @@ where
             last_flush = now;
         }
     };
+    let extra = handler.finish(SystemTime::now(), budget(sh));
+    count_extra(sh, extra);
     handler.flush();
     (SystemTime::now(), reason)
+}
+
+/// Records that may still pass the filter before `-N` (`None`: no limit).
+fn budget<C: Clock>(sh: &Shared<'_, C>) -> Option<u64> {
+    if sh.results_done.load(Ordering::SeqCst) {
+        return Some(0);
+    }
+    let n = sh.ctl.counters.filter_success.load(Ordering::SeqCst);
+    sh.cfg.max_results.map(|max| max.saturating_sub(n))
+}
+
+/// Counts records emitted outside `emit` for `-N`.
+fn count_extra<C: Clock>(sh: &Shared<'_, C>, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let c = &sh.ctl.counters;
+    let total = c.filter_success.fetch_add(n, Ordering::SeqCst) + n;
+    if sh.cfg.max_results.is_some_and(|max| total >= max) {
+        sh.results_done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Spawns a scoped thread with a name. Failing to create a thread is as fatal here as it is in
+/// `Scope::spawn`, which panics too.
+fn spawn_in<'scope, 'env, F, T>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    builder: std::thread::Builder,
+    f: F,
+) -> std::thread::ScopedJoinHandle<'scope, T>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    builder.spawn_scoped(scope, f).unwrap_or_else(|e| panic!("cannot start a scan thread: {e}"))
 }
 
 #[cfg(test)]

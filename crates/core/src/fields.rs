@@ -3,8 +3,8 @@
 //! A record holds one value per field of the scan's [`Schema`] (IP fields, then the probe
 //! module's fields, then the system fields). Consumers (filters, output modules) look fields up
 //! **by name** once, when the scan starts, and then read values by the resolved index. Records
-//! are reused from packet to packet: strings and bytes live in one arena whose capacity is kept,
-//! so filling a record allocates nothing once it has warmed up.
+//! are reused from packet to packet: strings and bytes live in two arenas whose capacity is
+//! kept, so filling a record allocates nothing once it has warmed up.
 
 use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
@@ -170,7 +170,8 @@ impl Schema {
     }
 }
 
-/// A value slot inside a record. Strings and bytes point into the record's arena.
+/// A value slot inside a record. Strings point into the record's text arena, bytes into its
+/// byte arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Null,
@@ -196,16 +197,25 @@ pub enum Value<'a> {
 }
 
 /// One result: a value for each field of a schema. Reused between packets.
+///
+/// String values live in a `String` arena, so reading one back is a slice (no UTF-8
+/// re-validation: every string slot starts and ends where a whole `&str` was appended, which
+/// is always a char boundary). Byte values live in a separate arena.
 #[derive(Clone, Debug)]
 pub struct Record {
     slots: Vec<Slot>,
-    arena: Vec<u8>,
+    text: String,
+    bytes: Vec<u8>,
 }
 
 impl Record {
     /// An all-null record with room for `fields` values.
     pub fn new(fields: usize) -> Self {
-        Self { slots: vec![Slot::Null; fields], arena: Vec::with_capacity(2048) }
+        Self {
+            slots: vec![Slot::Null; fields],
+            text: String::with_capacity(1024),
+            bytes: Vec::with_capacity(1024),
+        }
     }
 
     /// A record sized for a schema.
@@ -223,10 +233,11 @@ impl Record {
         self.slots.is_empty()
     }
 
-    /// Resets every value to null, keeping the arena's capacity.
+    /// Resets every value to null, keeping the arenas' capacity.
     pub fn clear(&mut self) {
-        self.slots.iter_mut().for_each(|s| *s = Slot::Null);
-        self.arena.clear();
+        self.slots.fill(Slot::Null);
+        self.text.clear();
+        self.bytes.clear();
     }
 
     /// Sets a null value.
@@ -244,34 +255,51 @@ impl Record {
         self.slots[i] = Slot::Bool(v);
     }
 
-    /// Sets a string (copied into the arena).
+    /// Sets a string (copied into the text arena).
     pub fn set_str(&mut self, i: usize, v: &str) {
-        let start = self.arena.len() as u32;
-        self.arena.extend_from_slice(v.as_bytes());
-        self.slots[i] = Slot::Str { start, len: v.len() as u32 };
+        let start = self.text.len();
+        self.text.push_str(v);
+        self.end_str(i, start);
     }
 
-    /// Sets bytes (copied into the arena).
+    /// Sets bytes (copied into the byte arena).
     pub fn set_bin(&mut self, i: usize, v: &[u8]) {
-        let start = self.arena.len() as u32;
-        self.arena.extend_from_slice(v);
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(v);
         self.slots[i] = Slot::Bin { start, len: v.len() as u32 };
     }
 
     /// Sets a string formatted in place, without a temporary `String`.
     pub fn set_fmt(&mut self, i: usize, args: fmt::Arguments<'_>) {
-        let start = self.arena.len();
-        let mut w = ArenaWriter(&mut self.arena);
-        // Writing into a Vec cannot fail.
-        let _ = w.write_fmt(args);
-        let len = self.arena.len() - start;
-        self.slots[i] = Slot::Str { start: start as u32, len: len as u32 };
+        let start = self.text.len();
+        // Writing into a String cannot fail.
+        let _ = self.text.write_fmt(args);
+        self.end_str(i, start);
     }
 
-    /// Sets a dotted-quad IPv4 address string.
+    /// Sets a dotted-quad IPv4 address string, formatted by hand (this runs twice per reply;
+    /// `core::fmt` costs several times more).
     pub fn set_ipv4(&mut self, i: usize, addr: Ipv4Addr) {
-        let o = addr.octets();
-        self.set_fmt(i, format_args!("{}.{}.{}.{}", o[0], o[1], o[2], o[3]));
+        let start = self.text.len();
+        for (k, o) in addr.octets().into_iter().enumerate() {
+            if k > 0 {
+                self.text.push('.');
+            }
+            if o >= 100 {
+                self.text.push(char::from(b'0' + o / 100));
+            }
+            if o >= 10 {
+                self.text.push(char::from(b'0' + (o / 10) % 10));
+            }
+            self.text.push(char::from(b'0' + o % 10));
+        }
+        self.end_str(i, start);
+    }
+
+    /// Points slot `i` at the text appended since `start`.
+    fn end_str(&mut self, i: usize, start: usize) {
+        let len = self.text.len() - start;
+        self.slots[i] = Slot::Str { start: start as u32, len: len as u32 };
     }
 
     /// Reads a value.
@@ -281,23 +309,15 @@ impl Record {
             Slot::Int(v) => Value::Int(v),
             Slot::Bool(v) => Value::Bool(v),
             Slot::Str { start, len } => {
-                let bytes = &self.arena[start as usize..(start + len) as usize];
-                // Only `set_str`/`set_fmt` create Str slots, from valid UTF-8.
-                Value::Str(std::str::from_utf8(bytes).unwrap_or(""))
+                let (start, end) = (start as usize, (start + len) as usize);
+                // Str slots only ever span whole appended `&str`s, so both ends are char
+                // boundaries and this never falls back.
+                Value::Str(self.text.get(start..end).unwrap_or(""))
             }
             Slot::Bin { start, len } => {
-                Value::Bin(&self.arena[start as usize..(start + len) as usize])
+                Value::Bin(&self.bytes[start as usize..(start + len) as usize])
             }
         }
-    }
-}
-
-struct ArenaWriter<'a>(&'a mut Vec<u8>);
-
-impl fmt::Write for ArenaWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -339,10 +359,38 @@ mod tests {
         assert_eq!(r.get(2), Value::Bin(&[0xde, 0xad]));
         assert_eq!(r.get(8), Value::Bool(true));
         assert_eq!(r.get(3), Value::Null);
-        let cap = r.arena.capacity();
+        let caps = (r.text.capacity(), r.bytes.capacity());
         r.clear();
         assert_eq!(r.get(0), Value::Null);
         r.set_ipv4(0, Ipv4Addr::new(1, 2, 3, 4));
-        assert_eq!(r.arena.capacity(), cap);
+        r.set_bin(2, &[1]);
+        assert_eq!((r.text.capacity(), r.bytes.capacity()), caps);
+    }
+
+    #[test]
+    fn set_ipv4_matches_display() {
+        let mut r = Record::new(1);
+        let mut addrs: Vec<u32> = (0..=255u32).map(|o| o * 0x0101_0101).collect();
+        addrs.extend([0xffff_ffff, 0x010a_6409, 0xc613_0328, 0x0a00_6365, 0x6400_0a09]);
+        for a in addrs {
+            let a = Ipv4Addr::from(a);
+            r.clear();
+            r.set_str(0, "x");
+            r.set_ipv4(0, a);
+            assert_eq!(r.get(0), Value::Str(&a.to_string()));
+        }
+    }
+
+    #[test]
+    fn strings_and_bytes_do_not_overlap() {
+        let mut r = Record::new(4);
+        r.set_str(0, "h\u{e9}llo \u{2603}");
+        r.set_bin(1, &[0xff, 0xfe]);
+        r.set_fmt(2, format_args!("{}-\u{e9}", 42));
+        r.set_str(3, "");
+        assert_eq!(r.get(0), Value::Str("h\u{e9}llo \u{2603}"));
+        assert_eq!(r.get(1), Value::Bin(&[0xff, 0xfe]));
+        assert_eq!(r.get(2), Value::Str("42-\u{e9}"));
+        assert_eq!(r.get(3), Value::Str(""));
     }
 }

@@ -23,7 +23,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Probes the link failed to send.
     pub send_failures: AtomicU64,
-    /// Targets whose probes were all built (ZMap's `targets_scanned`).
+    /// Targets started, i.e. their first probe built (ZMap's `targets_scanned`). Senders
+    /// publish it once per batch.
     pub targets_scanned: AtomicU64,
     /// Sender threads still sending.
     pub active_senders: AtomicU64,
@@ -774,6 +775,14 @@ pub struct Logger {
     verbosity: u8,
     color: bool,
     sink: Mutex<Box<dyn Write + Send>>,
+    /// A second destination for lines at INFO or more severe (syslog, unless disabled).
+    system_log: Option<Mutex<Box<dyn SystemLog>>>,
+}
+
+/// A system log (syslog) receiving the logger's lines at INFO or more severe.
+pub trait SystemLog: Send {
+    /// Records one message; errors are ignored by the logger.
+    fn record(&mut self, level: Level, module: &str, msg: &str);
 }
 
 impl fmt::Debug for Logger {
@@ -786,7 +795,13 @@ impl Logger {
     /// A logger keeping levels `<= verbosity` (0..=5), writing to `sink`. With `color` (a
     /// terminal), FATAL and ERROR lines are red and WARN lines yellow.
     pub fn new(verbosity: u8, color: bool, sink: Box<dyn Write + Send>) -> Self {
-        Self { verbosity: verbosity.min(5), color, sink: Mutex::new(sink) }
+        Self { verbosity: verbosity.min(5), color, sink: Mutex::new(sink), system_log: None }
+    }
+
+    /// Also sends lines at INFO or more severe (and enabled by the verbosity) to `log`.
+    pub fn with_system_log(mut self, log: Box<dyn SystemLog>) -> Self {
+        self.system_log = Some(Mutex::new(log));
+        self
     }
 
     /// A logger to stderr, coloured when stderr is a terminal.
@@ -807,7 +822,14 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
-        let line = log_line(&now_local(), level, module, &msg.to_string());
+        let text = msg.to_string();
+        if level <= Level::Info
+            && let Some(sys) = &self.system_log
+            && let Ok(mut sys) = sys.lock()
+        {
+            sys.record(level, module, &text);
+        }
+        let line = log_line(&now_local(), level, module, &text);
         let (pre, post) = match (self.color, level) {
             (true, Level::Fatal | Level::Error) => ("\x1b[31m", "\x1b[0m"),
             (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),

@@ -4,7 +4,9 @@
 //! - [`FilterKind::Tcp`]: `(tcp && (tcp[13] & 4 != 0 || tcp[13] == 18)) || icmp`
 //!   (RST set, or exactly SYN|ACK, or any ICMP);
 //! - [`FilterKind::Icmp`]: `icmp && icmp[0] != 8` (anything but an echo request);
-//! - [`FilterKind::Udp`]: `udp || icmp`.
+//! - [`FilterKind::Udp`]: `udp || icmp`;
+//! - [`FilterKind::TcpSegments`]: `(tcp && dst portrange FIRST-LAST) || icmp` (every TCP
+//!   segment to the scan's source ports, for banner grabbing).
 //!
 //! Each is IPv4 only, ANDed with "not ether src OUR_MAC" when a MAC is given (Ethernet
 //! framing only), reads the TCP flags / ICMP type behind a variable-length IP header (IHL),
@@ -64,6 +66,8 @@ pub mod op {
     pub const JEQ: u16 = 0x10;
     /// Jump if A > k.
     pub const JGT: u16 = 0x20;
+    /// Jump if A >= k.
+    pub const JGE: u16 = 0x30;
     /// Jump if A & k != 0.
     pub const JSET: u16 = 0x40;
 }
@@ -77,6 +81,14 @@ pub enum FilterKind {
     Icmp,
     /// UDP-based modules: any UDP or ICMP.
     Udp,
+    /// Banner grabbing: every TCP segment whose destination port is in `first..=last` (the
+    /// scan's source ports), whatever its flags, or any ICMP.
+    TcpSegments {
+        /// First port of the range.
+        first: u16,
+        /// Last port of the range (inclusive).
+        last: u16,
+    },
 }
 
 /// Where captured packets start.
@@ -151,6 +163,19 @@ pub fn program(spec: &FilterSpec) -> Vec<Insn> {
             a.jump(JMP | JSET | K, 0x04, accept, not_rst);
             a.place(not_rst);
             a.jump(JMP | JEQ | K, 0x12, accept, reject);
+        }
+        FilterKind::TcpSegments { first, last } => {
+            let (tcp, not_tcp, ge_first) = (a.label(), a.label(), a.label());
+            a.jump(JMP | JEQ | K, 6, tcp, not_tcp);
+            a.place(not_tcp);
+            a.jump(JMP | JEQ | K, 1, accept, reject);
+            a.place(tcp);
+            first_fragment_header(&mut a, ip, reject);
+            // A = destination port.
+            a.stmt(LD | H | IND, ip + 2);
+            a.jump(JMP | JGE | K, u32::from(first), ge_first, reject);
+            a.place(ge_first);
+            a.jump(JMP | JGT | K, u32::from(last), reject, accept);
         }
         FilterKind::Icmp => {
             let icmp = a.label();
@@ -297,6 +322,7 @@ mod tests {
                         }
                         0x10 => a == i.k,
                         0x20 => a > i.k,
+                        0x30 => a >= i.k,
                         0x40 => a & i.k != 0,
                         _ => panic!("unsupported jump {:#x}", i.code),
                     };
@@ -492,9 +518,33 @@ mod tests {
         assert_eq!(run(&prog, &tcp(0x02)), 0);
     }
 
+    /// The banner filter for a port range in the test frames' destination-port region.
+    const SEGMENTS: FilterKind = FilterKind::TcpSegments { first: 39_990, last: 40_010 };
+
+    #[test]
+    fn segment_filter_passes_every_tcp_flag_inside_the_port_range_only() {
+        let frame = tcp(0x10);
+        let dport = u16::from_be_bytes([frame[14 + 20 + 2], frame[14 + 20 + 3]]);
+        for (first, last, want) in [
+            (dport, dport, true),
+            (dport.saturating_sub(5), dport.saturating_add(5), true),
+            (dport.wrapping_add(1), dport.wrapping_add(9), false),
+            (0, dport.wrapping_sub(1), false),
+        ] {
+            let kind = FilterKind::TcpSegments { first, last };
+            for flags in [0x10u8, 0x14, 0x11, 0x12, 0x04, 0x02] {
+                let prog = program(&spec(kind, LinkLayer::Ethernet));
+                let mut f = tcp(flags);
+                f[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&dport.to_be_bytes());
+                assert_eq!(run(&prog, &f) != 0, want, "{first}-{last} flags {flags:#x}");
+                assert_eq!(run(&prog, &f) != 0, reference(&spec(kind, LinkLayer::Ethernet), &f));
+            }
+        }
+    }
+
     #[test]
     fn jumps_are_in_bounds_and_programs_end_in_returns() {
-        for kind in [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp] {
+        for kind in [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp, SEGMENTS] {
             for link in [LinkLayer::Ethernet, LinkLayer::Ip] {
                 let prog = program(&spec(kind, link));
                 assert_eq!(prog.last().unwrap().code, op::RET | op::K);
@@ -538,14 +588,22 @@ mod tests {
             }
             FilterKind::Icmp => proto == 1 && first_fragment && p.get(l4).is_some_and(|&t| t != 8),
             FilterKind::Udp => proto == 17 || proto == 1,
+            FilterKind::TcpSegments { first, last } => {
+                proto == 1
+                    || (proto == 6
+                        && first_fragment
+                        && p.get(l4 + 2..l4 + 4).is_some_and(|d| {
+                            (first..=last).contains(&u16::from_be_bytes([d[0], d[1]]))
+                        }))
+            }
         }
     }
 
     fn arb_spec() -> impl proptest::strategy::Strategy<Value = FilterSpec> {
         use proptest::prelude::*;
-        (0..3usize, any::<bool>(), any::<bool>(), 1..2000u32).prop_map(|(k, eth, mac, snaplen)| {
+        (0..4usize, any::<bool>(), any::<bool>(), 1..2000u32).prop_map(|(k, eth, mac, snaplen)| {
             FilterSpec {
-                kind: [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp][k],
+                kind: [FilterKind::Tcp, FilterKind::Icmp, FilterKind::Udp, SEGMENTS][k],
                 link: if eth { LinkLayer::Ethernet } else { LinkLayer::Ip },
                 our_mac: mac.then_some(OURS),
                 snaplen,

@@ -238,6 +238,12 @@ impl RawIpSender {
         })
     }
 
+    /// Sets the socket's firewall mark (`SO_MARK`, needs `CAP_NET_ADMIN`): every packet it
+    /// sends carries `mark`, so an nftables rule can exempt them (rzmap's RST guard).
+    pub fn set_mark(&self, mark: u32) -> io::Result<()> {
+        sock::setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_MARK, &mark)
+    }
+
     /// Sets how many leading bytes of each frame to skip: 14 (the default, frames built
     /// with an Ethernet header as ZMap does) or 0 (frames that are bare IPv4 packets).
     pub fn set_header_skip(&mut self, bytes: usize) {

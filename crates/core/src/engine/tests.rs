@@ -422,3 +422,95 @@ fn monitor_ticks_feed_the_status_line() {
     assert!(line.starts_with(" 0:00 "), "{line}");
     assert!(line.contains("; send: 200 done ("), "{line}");
 }
+
+/// A handler that holds successes back (as banner grabbing does) and emits them from
+/// `after_poll` / `finish`; 8-byte packets are "later segments" it intercepts.
+#[derive(Default)]
+struct Deferred {
+    pending: Vec<u32>,
+    emitted: Arc<Mutex<Vec<u32>>>,
+    intercepted: Arc<AtomicU64>,
+    finished: Arc<AtomicBool>,
+}
+
+impl Deferred {
+    fn release(&mut self, budget: Option<u64>, all: bool) -> u64 {
+        // One per poll unless finishing, to exercise both paths.
+        let n = if all { self.pending.len() } else { self.pending.len().min(1) };
+        let n = budget.map_or(n, |b| n.min(b as usize));
+        let out: Vec<u32> = self.pending.drain(..n).collect();
+        if all {
+            self.pending.clear();
+        }
+        self.emitted.lock().unwrap().extend(&out);
+        out.len() as u64
+    }
+}
+
+impl ResponseHandler for Deferred {
+    fn intercept(&mut self, p: &[u8], _ts: SystemTime) -> bool {
+        if p.len() == 8 {
+            self.intercepted.fetch_add(1, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+    fn classify(&mut self, p: &[u8], ts: SystemTime) -> Option<Verdict> {
+        Handler::default().classify(p, ts)
+    }
+    fn emit(&mut self, _p: &[u8], _ts: SystemTime, v: &Verdict, _f: ResponseFlags) -> bool {
+        self.pending.push(v.src_ip);
+        false
+    }
+    fn after_poll(&mut self, _now: SystemTime, budget: Option<u64>) -> u64 {
+        self.release(budget, false)
+    }
+    fn finish(&mut self, _now: SystemTime, budget: Option<u64>) -> u64 {
+        self.finished.store(true, Ordering::SeqCst);
+        self.release(budget, true)
+    }
+}
+
+fn deferred_scan(max_results: Option<u64>) -> (ScanReport<Source>, Vec<u32>, u64, bool) {
+    // Every host answers with a success and an 8-byte "segment".
+    let net = LoopbackNet::new(Duration::ZERO, |f: &[u8], out: &mut dyn FnMut(Vec<u8>)| {
+        out([&f[..6], &[1u8][..]].concat());
+        out([&f[..6], &[1u8, 2][..]].concat());
+    });
+    let ctl = Controls::new(20_000);
+    let cfg = EngineConfig { max_results, ..config() };
+    let senders: Vec<SenderSetup<Source, Builder, LoopbackTx>> = vec![SenderSetup {
+        targets: list_source(addrs(300), 80),
+        builder: build as Builder,
+        tx: net.tx(),
+    }];
+    let h = Deferred::default();
+    let (emitted, intercepted, finished) =
+        (Arc::clone(&h.emitted), Arc::clone(&h.intercepted), Arc::clone(&h.finished));
+    let receiver = Some(ReceiverSetup { rx: net.rx(), handler: h });
+    let report = run(&cfg, &ctl, &SystemClock, senders, receiver, |_: &MonitorTick| {});
+    let e = emitted.lock().unwrap().clone();
+    (report, e, intercepted.load(Ordering::SeqCst), finished.load(Ordering::SeqCst))
+}
+
+#[test]
+fn deferred_records_are_counted_and_intercepted_packets_are_not_validated() {
+    let (report, emitted, intercepted, finished) = deferred_scan(None);
+    assert!(finished);
+    assert_eq!(report.reason, StopReason::Completed);
+    assert_eq!(emitted.len(), 300);
+    assert_eq!(emitted.iter().collect::<BTreeSet<_>>().len(), 300);
+    assert_eq!(report.counters.filter_success, 300);
+    assert_eq!(intercepted, 300);
+    assert_eq!(report.counters.validation_failed, 0);
+    assert_eq!(report.counters.validation_passed, 300);
+}
+
+#[test]
+fn deferred_records_respect_max_results() {
+    let (report, emitted, _, finished) = deferred_scan(Some(7));
+    assert!(finished, "finish runs after -N too");
+    assert_eq!(report.reason, StopReason::MaxResults);
+    assert_eq!(emitted.len(), 7);
+    assert_eq!(report.counters.filter_success, 7);
+}

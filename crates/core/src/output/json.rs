@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::select::{FIELDS_INPUT, FieldSelection};
-use super::text::{push_hex, push_u64};
+use super::text::{HEX, push_hex, push_u64};
 use super::{OutputError, OutputModule, Sink};
 use crate::error::InputError;
 use crate::fields::{Record, Schema, Value};
@@ -67,8 +67,6 @@ impl JsonEncoder {
         out.push(b'}');
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `s` as a JSON string literal.
 #[inline]

@@ -23,6 +23,8 @@ pub struct ProbeSender {
     cfg: Arc<ProbeConfig>,
     validator: Validator,
     rng: AesRand,
+    /// `module.uses_time()`, read once: it is fixed for a module and asked per probe.
+    uses_time: bool,
 }
 
 impl ProbeSender {
@@ -34,7 +36,8 @@ impl ProbeSender {
         validator: Validator,
         rng: AesRand,
     ) -> Self {
-        Self { module, cfg, validator, rng }
+        let uses_time = module.uses_time();
+        Self { module, cfg, validator, rng, uses_time }
     }
 }
 
@@ -46,7 +49,7 @@ impl FrameBuilder for ProbeSender {
     fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize {
         let IpAddr::V4(dst) = target.addr else { return 0 };
         let validation = self.validator.words(src_ip, dst, target.port);
-        let now = if self.module.uses_time() {
+        let now = if self.uses_time {
             SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
         } else {
             Duration::ZERO
@@ -304,6 +307,24 @@ mod tests {
         assert_eq!(rx.passed(), 3);
         assert_eq!(rx.rejects().total(), 2);
         assert_eq!(rx.rejects().get(Reject::NotOurs), 1);
+    }
+
+    #[test]
+    fn sender_reads_the_clock_for_modules_that_use_time() {
+        let env = Env::new(&[]);
+        let cfg = Arc::new(env.config(&[]));
+        let module: Arc<dyn ProbeModule> = Arc::from(create("icmp_echo_time", None).unwrap());
+        assert!(module.uses_time());
+        let mut tx = ProbeSender::new(module, cfg, env.validator.clone(), AesRand::from_seed(5));
+        let mut slot = vec![0u8; 2048];
+        tx.prepare(&mut slot);
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+        let n = tx.build(&mut slot, &Target::v4(u32::from(TARGET), 0), 0, US);
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
+        // The ICMP message starts after Ethernet and IPv4; bytes 8..12 are the send seconds.
+        let icmp = &slot[34..n];
+        let sent = u32::from_le_bytes(icmp[8..12].try_into().unwrap());
+        assert!((before..=after).contains(&sent), "{before} <= {sent} <= {after}");
     }
 
     #[test]

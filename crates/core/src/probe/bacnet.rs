@@ -17,16 +17,15 @@
 //! end of the capture (so Ethernet padding is not reported). ZMap compares the UDP length in
 //! network byte order against the BVLC minimum; rzmap checks the real length.
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 
 use super::udp_family::{
     PAYLOAD_AT, describe_udp_line, make_udp, prepare_udp, reply_udp, validate_udp,
 };
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields, reply_ip,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields, reply_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -174,11 +173,7 @@ impl ProbeModule for BacnetScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp && ip.protocol() == ipv4::PROTO_UDP {
             let Some(u) = reply_udp(&ip) else { return };
             rec.set_int(base + F_SPORT, u64::from(u.src_port()));
@@ -186,13 +181,8 @@ impl ProbeModule for BacnetScan {
             rec.set_str(base + F_CLASS, "bacnet");
             rec.set_bool(base + F_SUCCESS, true);
             rec.set_bin(base + F_PAYLOAD, u.payload());
-            null_icmp_fields(rec, base + F_ICMP);
         } else {
-            rec.set_str(base + F_CLASS, "icmp");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(&ip, rec, "icmp", base + F_CLASS, base + F_SUCCESS, base + F_ICMP);
         }
     }
 }

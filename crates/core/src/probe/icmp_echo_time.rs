@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use rzmap_wire::checksum;
 use rzmap_wire::icmpv4::{self, Icmpv4Packet};
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 
 use super::icmp_echoscan::IcmpEchoScan;
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, describe_ip_eth, fill_ip_fields, patch_ip, write_c_hex04,
+    ReplyFilterKind, ReplyKind, begin_classify, describe_ip_eth, patch_ip, write_c_hex04,
     write_eth_ip,
 };
 use crate::aesrand::AesRand;
@@ -188,11 +188,7 @@ impl ProbeModule for IcmpEchoTime {
     }
 
     fn classify(&self, ip: &[u8], _kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else { return };
         rec.set_int(base, u64::from(icmp.msg_type()));
         rec.set_int(base + 1, u64::from(icmp.code()));

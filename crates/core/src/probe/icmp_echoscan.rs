@@ -20,13 +20,13 @@ use std::fmt::Write as _;
 use rzmap_wire::L4Head8;
 use rzmap_wire::checksum;
 use rzmap_wire::icmpv4::{self, Icmpv4Packet};
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 
 use super::payload::{MAX_ICMP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip, write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, begin_classify, check_icmp_error, describe_ip_eth,
+    fill_icmp_error_fields, icmp_fields, patch_ip, reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -202,11 +202,7 @@ impl ProbeModule for IcmpEchoScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else { return };
         rec.set_int(base + F_TYPE, u64::from(icmp.msg_type()));
         rec.set_int(base + F_CODE, u64::from(icmp.code()));
@@ -236,7 +232,6 @@ impl ProbeModule for IcmpEchoScan {
         } else {
             rec.set_int(base + F_ID, u64::from(icmp.echo_ident()));
             rec.set_int(base + F_SEQ, u64::from(icmp.echo_seq()));
-            null_icmp_fields(rec, base + F_ICMP);
         }
     }
 }

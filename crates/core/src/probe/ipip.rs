@@ -32,8 +32,8 @@ use super::payload::{PayloadSpec, parse_payload_arg};
 use super::udp_family::{describe_udp_line, reply_udp};
 use super::{
     DRYRUN_SEPARATOR, ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject,
-    ReplyCheck, ReplyFilter, ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields,
-    describe_ip_eth, fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields,
+    ReplyCheck, ReplyFilter, ReplyFilterKind, ReplyKind, begin_classify, check_icmp_error,
+    check_quoted_ports, classification_fields, classify_icmp_error, describe_ip_eth, icmp_fields,
     patch_ip, reply_ip, write_c_hex04, write_eth_ip,
 };
 use crate::aesrand::AesRand;
@@ -242,42 +242,33 @@ impl ProbeModule for IpipScan {
             ipv4::PROTO_ICMP => {
                 let icmp = Icmpv4Packet::new_checked(ip.payload())?;
                 let (us, target, head) = quoted_probe(&ip, &icmp, chk)?;
-                if !chk.target_ports.contains(head.dst_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(us, target, head.dst_port());
-                if !chk.port_in_window(head.src_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::IcmpError)
+                check_quoted_ports(us, target, &head, chk)
             }
             _ => Err(Reject::WrongProtocol),
         }
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Some(u) = reply_udp(&ip) else { return };
             rec.set_str(base + F_CLASS, "udp");
             rec.set_bool(base + F_SUCCESS, true);
             rec.set_int(base + F_SPORT, u64::from(u.src_port()));
             rec.set_int(base + F_SPORT + 1, u64::from(u.dst_port()));
-            null_icmp_fields(rec, base + F_ICMP);
             rec.set_int(base + F_SIZE, u64::from(u.len()));
             if !u.is_empty() {
                 rec.set_bin(base + F_DATA, u.payload());
             }
         } else {
-            rec.set_str(base + F_CLASS, "icmp-unreach");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(
+                &ip,
+                rec,
+                "icmp-unreach",
+                base + F_CLASS,
+                base + F_SUCCESS,
+                base + F_ICMP,
+            );
         }
     }
 }

@@ -466,49 +466,34 @@ pub fn icmp_unreach_str(code: u8) -> &'static str {
     ICMP_UNREACH_STRINGS.get(usize::from(code)).copied().unwrap_or("unknown")
 }
 
+/// Starts classifying a validated reply: parses its IP header, fills the IP fields and nulls
+/// the module's `n_fields` fields from `base`. `None` (record untouched) when the header does
+/// not parse, which validation has already ruled out.
+pub(crate) fn begin_classify<'a>(
+    ip: &'a [u8],
+    rec: &mut Record,
+    base: usize,
+    n_fields: usize,
+) -> Option<Ipv4Packet<&'a [u8]>> {
+    let ip = Ipv4Packet::new_lax(ip).ok()?;
+    fill_ip_fields(&ip, rec);
+    for i in base..base + n_fields {
+        rec.set_null(i);
+    }
+    Some(ip)
+}
+
 /// Fills the six IP fields at indexes 0..6 from a reply's IP header.
 ///
 /// `saddr_raw`/`daddr_raw` are the addresses as stored in memory read as a host-order u32,
 /// as ZMap prints them (1.2.3.4 is 0x04030201 on a little-endian host).
 pub fn fill_ip_fields(ip: &Ipv4Packet<&[u8]>, rec: &mut Record) {
-    set_addr(rec, 0, ip.src());
+    rec.set_ipv4(0, ip.src());
     rec.set_int(1, u64::from(u32::from_ne_bytes(ip.src().octets())));
-    set_addr(rec, 2, ip.dst());
+    rec.set_ipv4(2, ip.dst());
     rec.set_int(3, u64::from(u32::from_ne_bytes(ip.dst().octets())));
     rec.set_int(4, u64::from(ip.ident()));
     rec.set_int(5, u64::from(ip.ttl()));
-}
-
-/// Sets a dotted-quad string without going through `core::fmt` (this runs per reply).
-#[inline]
-pub(crate) fn set_addr(rec: &mut Record, i: usize, a: Ipv4Addr) {
-    let mut buf = [0u8; 15];
-    let mut n = 0;
-    for (k, o) in a.octets().into_iter().enumerate() {
-        if k > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        if o >= 100 {
-            buf[n] = b'0' + o / 100;
-            n += 1;
-        }
-        if o >= 10 {
-            buf[n] = b'0' + (o / 10) % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + o % 10;
-        n += 1;
-    }
-    // Only ASCII digits and dots were written.
-    rec.set_str(i, std::str::from_utf8(&buf[..n]).unwrap_or(""));
-}
-
-/// Sets the four ICMP fields at `at..at+4` to null.
-pub(crate) fn null_icmp_fields(rec: &mut Record, at: usize) {
-    for i in at..at + 4 {
-        rec.set_null(i);
-    }
 }
 
 /// Fills the ICMP fields at `at..at+4` from an ICMP error, and rewrites `saddr` to the quoted
@@ -520,9 +505,9 @@ pub(crate) fn fill_icmp_error_fields(
     at: usize,
 ) {
     if let Some(inner) = icmp.quoted() {
-        set_addr(rec, 0, inner.dst());
+        rec.set_ipv4(0, inner.dst());
     }
-    set_addr(rec, at, outer.src());
+    rec.set_ipv4(at, outer.src());
     rec.set_int(at + 1, u64::from(icmp.msg_type()));
     rec.set_int(at + 2, u64::from(icmp.code()));
     rec.set_str(at + 3, icmp_unreach_str(icmp.code()));
@@ -575,6 +560,55 @@ pub(crate) fn check_icmp_error(
         return Err(Reject::SourceNotInScope);
     }
     Ok(QuotedProbe { our_addr: outer.dst(), target: inner.dst(), head })
+}
+
+/// Validates an ICMP error (the payload of `outer`) quoting one of our `inner_proto` probes
+/// that starts with source and destination ports (TCP, UDP): [`check_icmp_error`], then
+/// [`check_quoted_ports`].
+pub(crate) fn validate_icmp_error(
+    outer: &Ipv4Packet<&[u8]>,
+    inner_proto: u8,
+    chk: &ReplyCheck<'_>,
+) -> Result<ReplyKind, Reject> {
+    let icmp = Icmpv4Packet::new_checked(outer.payload())?;
+    let q = check_icmp_error(outer, &icmp, inner_proto, chk)?;
+    check_quoted_ports(q.our_addr, q.target, &q.head, chk)
+}
+
+/// Checks the ports of a quoted probe sent from `us` to `target`: its destination port a
+/// target port, its source port inside the window of the target's validation word.
+pub(crate) fn check_quoted_ports(
+    us: Ipv4Addr,
+    target: Ipv4Addr,
+    head: &L4Head8,
+    chk: &ReplyCheck<'_>,
+) -> Result<ReplyKind, Reject> {
+    if !chk.target_ports.contains(head.dst_port()) {
+        return Err(Reject::UnexpectedSourcePort);
+    }
+    let v = chk.validator.words(us, target, head.dst_port());
+    if !chk.port_in_window(head.src_port(), v[1]) {
+        return Err(Reject::PortOutsideWindow);
+    }
+    Ok(ReplyKind::IcmpError)
+}
+
+/// Classifies a validated ICMP error: `classification` `class` ("icmp", or "icmp-unreach" in
+/// some modules), `success` false, and the four ICMP fields from `icmp_at` (see
+/// [`fill_icmp_error_fields`]).
+pub(crate) fn classify_icmp_error(
+    ip: &Ipv4Packet<&[u8]>,
+    rec: &mut Record,
+    class: &'static str,
+    class_at: usize,
+    success_at: usize,
+    icmp_at: usize,
+) {
+    rec.set_str(class_at, class);
+    rec.set_bool(success_at, false);
+    if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
+        fill_icmp_error_fields(ip, &icmp, rec, icmp_at);
+    }
 }
 
 /// Writes the Ethernet and IPv4 headers of a probe template (no IP options, TOS 0, DF clear,
@@ -909,22 +943,6 @@ mod tests {
                     m.name()
                 );
             }
-        }
-    }
-
-    #[test]
-    fn set_addr_matches_display() {
-        let mut rec = Record::new(1);
-        for a in [
-            [0, 0, 0, 0],
-            [255, 255, 255, 255],
-            [1, 10, 100, 9],
-            [198, 19, 3, 40],
-            [10, 0, 99, 101],
-        ] {
-            let a = Ipv4Addr::from(a);
-            set_addr(&mut rec, 0, a);
-            assert_eq!(rec.get(0), crate::fields::Value::Str(&a.to_string()));
         }
     }
 

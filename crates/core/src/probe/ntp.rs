@@ -20,17 +20,14 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
-use rzmap_wire::ipv4::Ipv4Packet;
-
 use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::udp_family::{
     PAYLOAD_AT, describe_udp_line, make_udp, prepare_udp, reply_udp, validate_udp,
 };
 use super::{
     ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -214,29 +211,20 @@ impl ProbeModule for NtpScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Some(u) = reply_udp(&ip) else { return };
             rec.set_str(base + F_CLASS, "ntp");
             rec.set_bool(base + F_SUCCESS, true);
             rec.set_int(base + F_SPORT, u64::from(u.src_port()));
             rec.set_int(base + F_SPORT + 1, u64::from(u.dst_port()));
-            null_icmp_fields(rec, base + F_ICMP);
             if let Some(vals) = ntp_fields(u.payload()) {
                 for (k, v) in vals.into_iter().enumerate() {
                     rec.set_int(base + F_NTP + k, v);
                 }
             }
         } else {
-            rec.set_str(base + F_CLASS, "icmp");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(&ip, rec, "icmp", base + F_CLASS, base + F_SUCCESS, base + F_ICMP);
         }
     }
 }

@@ -2,15 +2,14 @@
 
 use std::fmt::Write as _;
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
-use rzmap_wire::ipv4::{self, Ipv4Packet};
+use rzmap_wire::ipv4::{self};
 use rzmap_wire::tcp::{self, TcpOptionSummary, TcpPacket};
 
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
-    write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields, patch_ip, reply_ip, validate_icmp_error, write_c_hex04,
+    write_eth_ip,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -214,72 +213,19 @@ impl ProbeModule for TcpSynScan {
     }
 
     fn describe(&self, frame: &[u8], with_eth: bool, out: &mut String) {
-        let seg = frame.get(ETH_IP_LEN..).and_then(|s| TcpPacket::new_checked(s).ok());
-        if let Some(t) = seg {
-            let _ = write!(
-                out,
-                "tcp {{ source: {} | dest: {} | seq: {} | checksum: ",
-                t.src_port(),
-                t.dst_port(),
-                t.seq()
-            );
-            write_c_hex04(out, t.checksum());
-            out.push_str(" }\n");
-        }
-        describe_ip_eth(frame, with_eth, out);
+        describe_tcp(frame, with_eth, out);
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = reply_ip(ip)?;
-        match ip.protocol() {
-            ipv4::PROTO_TCP => {
-                let t = TcpPacket::new_checked(ip.payload())?;
-                let kind = if t.rst() {
-                    ReplyKind::Rst
-                } else if t.syn() && t.ack_flag() {
-                    ReplyKind::SynAck
-                } else {
-                    return Err(Reject::UnexpectedType);
-                };
-                if chk.check_source_port(true) && !chk.target_ports.contains(t.src_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                if !(chk.in_scope)(ip.src()) {
-                    return Err(Reject::SourceNotInScope);
-                }
-                let v = chk.validator.words(ip.dst(), ip.src(), t.src_port());
-                if !chk.port_in_window(t.dst_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                let ack = t.ack();
-                let ok = match kind {
-                    ReplyKind::Rst => ack == v[0] || ack == v[0].wrapping_add(1),
-                    _ => ack == v[0].wrapping_add(1),
-                };
-                if ok { Ok(kind) } else { Err(Reject::NotOurs) }
-            }
-            ipv4::PROTO_ICMP => {
-                let icmp = Icmpv4Packet::new_checked(ip.payload())?;
-                let q = check_icmp_error(&ip, &icmp, ipv4::PROTO_TCP, chk)?;
-                if !chk.target_ports.contains(q.head.dst_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(q.our_addr, q.target, q.head.dst_port());
-                if !chk.port_in_window(q.head.src_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::IcmpError)
-            }
-            _ => Err(Reject::WrongProtocol),
-        }
+        // An RST may acknowledge the SYN's sequence number or the one after it.
+        validate_tcp(ip, chk, |kind, _seq, ack, v| match kind {
+            ReplyKind::Rst => ack == v[0] || ack == v[0].wrapping_add(1),
+            _ => ack == v[0].wrapping_add(1),
+        })
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         match kind {
             ReplyKind::SynAck | ReplyKind::Rst => {
                 let Ok(t) = TcpPacket::new_checked(ip.payload()) else { return };
@@ -306,16 +252,71 @@ impl ProbeModule for TcpSynScan {
                 let synack = *kind == ReplyKind::SynAck;
                 rec.set_str(base + F_CLASS, if synack { "synack" } else { "rst" });
                 rec.set_bool(base + F_SUCCESS, synack);
-                null_icmp_fields(rec, base + F_ICMP);
             }
             _ => {
-                rec.set_str(base + F_CLASS, "icmp");
-                rec.set_bool(base + F_SUCCESS, false);
-                if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                    fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-                }
+                classify_icmp_error(
+                    &ip,
+                    rec,
+                    "icmp",
+                    base + F_CLASS,
+                    base + F_SUCCESS,
+                    base + F_ICMP,
+                );
             }
         }
+    }
+}
+
+/// Appends the dry-run block of a TCP probe frame (`tcp { .. }`, then IP and Ethernet), as
+/// ZMap prints both SYN and SYN-ACK probes.
+pub(crate) fn describe_tcp(frame: &[u8], with_eth: bool, out: &mut String) {
+    if let Some(t) = frame.get(ETH_IP_LEN..).and_then(|s| TcpPacket::new_checked(s).ok()) {
+        let _ = write!(
+            out,
+            "tcp {{ source: {} | dest: {} | seq: {} | checksum: ",
+            t.src_port(),
+            t.dst_port(),
+            t.seq()
+        );
+        write_c_hex04(out, t.checksum());
+        out.push_str(" }\n");
+    }
+    describe_ip_eth(frame, with_eth, out);
+}
+
+/// Validates a reply to a TCP probe: a SYN-ACK or RST from a target port (when source-port
+/// validation is on), from an address in scope, to a port inside the target's window, that
+/// `answers(kind, seq, ack, validation words)` accepts; or an ICMP error quoting our probe.
+pub(crate) fn validate_tcp(
+    ip: &[u8],
+    chk: &ReplyCheck<'_>,
+    answers: impl Fn(ReplyKind, u32, u32, &[u32; 4]) -> bool,
+) -> Result<ReplyKind, Reject> {
+    let ip = reply_ip(ip)?;
+    match ip.protocol() {
+        ipv4::PROTO_TCP => {
+            let t = TcpPacket::new_checked(ip.payload())?;
+            let kind = if t.rst() {
+                ReplyKind::Rst
+            } else if t.syn() && t.ack_flag() {
+                ReplyKind::SynAck
+            } else {
+                return Err(Reject::UnexpectedType);
+            };
+            if chk.check_source_port(true) && !chk.target_ports.contains(t.src_port()) {
+                return Err(Reject::UnexpectedSourcePort);
+            }
+            if !(chk.in_scope)(ip.src()) {
+                return Err(Reject::SourceNotInScope);
+            }
+            let v = chk.validator.words(ip.dst(), ip.src(), t.src_port());
+            if !chk.port_in_window(t.dst_port(), v[1]) {
+                return Err(Reject::PortOutsideWindow);
+            }
+            if answers(kind, t.seq(), t.ack(), &v) { Ok(kind) } else { Err(Reject::NotOurs) }
+        }
+        ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_TCP, chk),
+        _ => Err(Reject::WrongProtocol),
     }
 }
 
@@ -325,6 +326,7 @@ mod tests {
     use crate::fields::{Schema, Value};
     use crate::probe::testutil::*;
     use etherparse::{SlicedPacket, TcpOptionElement};
+    use rzmap_wire::ipv4::Ipv4Packet;
     use std::net::Ipv4Addr;
 
     fn build(

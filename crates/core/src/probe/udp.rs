@@ -1,19 +1,15 @@
 //! `udp`: a UDP datagram with a fixed or templated payload to each target port; any UDP reply
 //! means success, an ICMP error quoting the probe is a failure.
 
-use std::fmt::Write as _;
-
-use rzmap_wire::icmpv4::Icmpv4Packet;
-use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::udp::{self, UdpPacket};
 
 use super::payload::{MAX_UDP_PAYLOAD_LEN, PayloadSpec, parse_payload_arg};
 use super::template::{Template, TemplateInput};
+use super::udp_family::{describe_udp_line, make_udp, prepare_udp, validate_udp};
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, check_icmp_error, classification_fields, describe_ip_eth,
-    fill_icmp_error_fields, fill_ip_fields, icmp_fields, null_icmp_fields, patch_ip, reply_ip,
-    write_c_hex04, write_eth_ip,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -174,14 +170,7 @@ impl ProbeModule for UdpScan {
     }
 
     fn prepare(&self, buf: &mut [u8], cfg: &ProbeConfig) {
-        let plen = self.payload.fixed().map_or(0, <[u8]>::len);
-        write_eth_ip(buf, cfg, ipv4::PROTO_UDP, (20 + 8 + plen) as u16);
-        let d = &mut buf[ETH_IP_LEN..ETH_IP_LEN + 8 + plen];
-        d[..8].fill(0);
-        d[4..6].copy_from_slice(&((8 + plen) as u16).to_be_bytes());
-        if let Some(b) = self.payload.fixed() {
-            d[8..].copy_from_slice(b);
-        }
+        prepare_udp(buf, cfg, self.payload.fixed().unwrap_or(&[]));
     }
 
     fn make(&self, buf: &mut [u8], cfg: &ProbeConfig, p: &ProbeInput, rng: &mut AesRand) -> usize {
@@ -196,67 +185,20 @@ impl ProbeModule for UdpScan {
             buf[16..18].copy_from_slice(&(20 + ulen).to_be_bytes());
             n
         };
-        let d = &mut buf[ETH_IP_LEN..ETH_IP_LEN + 8];
-        d[0..2].copy_from_slice(&sport.to_be_bytes());
-        d[2..4].copy_from_slice(&p.dport.to_be_bytes());
-        d[6..8].fill(0);
-        patch_ip(buf, p);
-        start + plen
+        make_udp(buf, cfg, p, plen)
     }
 
     fn describe(&self, frame: &[u8], with_eth: bool, out: &mut String) {
-        if let Some(u) = frame.get(ETH_IP_LEN..).and_then(|s| UdpPacket::new_checked(s).ok()) {
-            let _ = write!(
-                out,
-                "udp {{ source: {} | dest: {} | checksum: ",
-                u.src_port(),
-                u.dst_port()
-            );
-            write_c_hex04(out, u.checksum());
-            out.push_str(" }\n");
-        }
+        describe_udp_line(frame, ETH_IP_LEN, out);
         describe_ip_eth(frame, with_eth, out);
     }
 
     fn validate(&self, ip: &[u8], chk: &ReplyCheck<'_>) -> Result<ReplyKind, Reject> {
-        let ip = reply_ip(ip)?;
-        match ip.protocol() {
-            ipv4::PROTO_UDP => {
-                let u = UdpPacket::new_checked(ip.payload())?;
-                if !(chk.in_scope)(ip.src()) {
-                    return Err(Reject::SourceNotInScope);
-                }
-                if chk.check_source_port(false) && !chk.target_ports.contains(u.src_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(ip.dst(), ip.src(), u.src_port());
-                if !chk.port_in_window(u.dst_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::Udp)
-            }
-            ipv4::PROTO_ICMP => {
-                let icmp = Icmpv4Packet::new_checked(ip.payload())?;
-                let q = check_icmp_error(&ip, &icmp, ipv4::PROTO_UDP, chk)?;
-                if !chk.target_ports.contains(q.head.dst_port()) {
-                    return Err(Reject::UnexpectedSourcePort);
-                }
-                let v = chk.validator.words(q.our_addr, q.target, q.head.dst_port());
-                if !chk.port_in_window(q.head.src_port(), v[1]) {
-                    return Err(Reject::PortOutsideWindow);
-                }
-                Ok(ReplyKind::IcmpError)
-            }
-            _ => Err(Reject::WrongProtocol),
-        }
+        validate_udp(ip, chk, false)
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Ok(u) = UdpPacket::new_checked(ip.payload()) else { return };
             rec.set_str(base + F_CLASS, "udp");
@@ -268,13 +210,8 @@ impl ProbeModule for UdpScan {
             if !u.is_empty() {
                 rec.set_bin(base + F_DATA, u.payload());
             }
-            null_icmp_fields(rec, base + F_ICMP);
         } else {
-            rec.set_str(base + F_CLASS, "icmp");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(&ip, rec, "icmp", base + F_CLASS, base + F_SUCCESS, base + F_ICMP);
         }
     }
 }

@@ -1,16 +1,15 @@
-//! Pieces shared by the modules that send one fixed UDP datagram (`ntp`, `upnp`, `bacnet`):
+//! Pieces shared by the UDP modules (`udp`, and `ntp`, `upnp`, `bacnet` with a fixed datagram):
 //! building the datagram, validating UDP replies and ICMP errors exactly as the `udp` module
 //! does, and the `udp { .. }` dry-run line.
 
 use std::fmt::Write as _;
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
 use rzmap_wire::ipv4::{self, Ipv4Packet};
 use rzmap_wire::udp::{self, UdpPacket};
 
 use super::{
-    ETH_IP_LEN, ProbeConfig, ProbeInput, Reject, ReplyCheck, ReplyKind, check_icmp_error, patch_ip,
-    reply_ip, write_c_hex04, write_eth_ip,
+    ETH_IP_LEN, ProbeConfig, ProbeInput, Reject, ReplyCheck, ReplyKind, patch_ip, reply_ip,
+    validate_icmp_error, write_c_hex04, write_eth_ip,
 };
 
 /// Offset of the UDP payload in a probe frame.
@@ -69,18 +68,7 @@ pub(crate) fn validate_udp(
             }
             Ok(ReplyKind::Udp)
         }
-        ipv4::PROTO_ICMP => {
-            let icmp = Icmpv4Packet::new_checked(ip.payload())?;
-            let q = check_icmp_error(&ip, &icmp, ipv4::PROTO_UDP, chk)?;
-            if !chk.target_ports.contains(q.head.dst_port()) {
-                return Err(Reject::UnexpectedSourcePort);
-            }
-            let v = chk.validator.words(q.our_addr, q.target, q.head.dst_port());
-            if !chk.port_in_window(q.head.src_port(), v[1]) {
-                return Err(Reject::PortOutsideWindow);
-            }
-            Ok(ReplyKind::IcmpError)
-        }
+        ipv4::PROTO_ICMP => validate_icmp_error(&ip, ipv4::PROTO_UDP, chk),
         _ => Err(Reject::WrongProtocol),
     }
 }

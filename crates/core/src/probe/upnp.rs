@@ -18,16 +18,13 @@
 //! quote); rzmap's CSV writer quotes, so the fields are ordinary strings usable with any
 //! output module.
 
-use rzmap_wire::icmpv4::Icmpv4Packet;
-use rzmap_wire::ipv4::Ipv4Packet;
-
 use super::udp_family::{
     PAYLOAD_AT, describe_udp_line, make_udp, prepare_udp, reply_udp, validate_udp,
 };
 use super::{
     ETH_IP_LEN, ProbeConfig, ProbeInfo, ProbeInput, ProbeModule, Reject, ReplyCheck, ReplyFilter,
-    ReplyFilterKind, ReplyKind, classification_fields, describe_ip_eth, fill_icmp_error_fields,
-    fill_ip_fields, icmp_fields, null_icmp_fields,
+    ReplyFilterKind, ReplyKind, begin_classify, classification_fields, classify_icmp_error,
+    describe_ip_eth, icmp_fields,
 };
 use crate::aesrand::AesRand;
 use crate::error::InputError;
@@ -212,11 +209,7 @@ impl ProbeModule for UpnpScan {
     }
 
     fn classify(&self, ip: &[u8], kind: &ReplyKind, rec: &mut Record, base: usize) {
-        let Ok(ip) = Ipv4Packet::new_lax(ip) else { return };
-        fill_ip_fields(&ip, rec);
-        for i in 0..FIELDS.len() {
-            rec.set_null(base + i);
-        }
+        let Some(ip) = begin_classify(ip, rec, base, FIELDS.len()) else { return };
         if *kind == ReplyKind::Udp {
             let Some(u) = reply_udp(&ip) else { return };
             let a = parse_answer(u.payload());
@@ -229,16 +222,18 @@ impl ProbeModule for UpnpScan {
             }
             rec.set_int(base + F_SPORT, u64::from(u.src_port()));
             rec.set_int(base + F_SPORT + 1, u64::from(u.dst_port()));
-            null_icmp_fields(rec, base + F_ICMP);
             if !u.is_empty() {
                 rec.set_bin(base + F_DATA, u.payload());
             }
         } else {
-            rec.set_str(base + F_CLASS, "icmp-unreach");
-            rec.set_bool(base + F_SUCCESS, false);
-            if let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) {
-                fill_icmp_error_fields(&ip, &icmp, rec, base + F_ICMP);
-            }
+            classify_icmp_error(
+                &ip,
+                rec,
+                "icmp-unreach",
+                base + F_CLASS,
+                base + F_SUCCESS,
+                base + F_ICMP,
+            );
         }
     }
 }
