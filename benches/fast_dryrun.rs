@@ -1,5 +1,5 @@
 //! `--fast-dryrun` throughput on one sender thread: the real assembly (plan, scan order,
-//! probe builder with validation words, pacing at `-r 0`) and the real fast-dryrun link,
+//! pacing at `-r 0`), the fast-dryrun record builder and link as the binary pairs them,
 //! writing to a sink instead of standard output. `scripts/bench-fast-dryrun.sh` measures the
 //! binary itself.
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rzmap::scan::dryrun::{FastDryRun, StdoutSlot};
+use rzmap::scan::dryrun::{FAST_RECORD, FastDryRun, FastRecordBuilder, StdoutSlot};
 use rzmap::scan::live::NoRx;
 use rzmap_core::engine::{
     self, Controls, ReceiverSetup, ResponseFlags, ResponseHandler, SenderSetup, Verdict,
@@ -55,14 +55,14 @@ fn fast_dryrun(args: &[&str]) -> u64 {
     let senders = asm
         .subshards
         .into_iter()
-        .zip(asm.builders)
-        .map(|(targets, builder)| SenderSetup {
+        .map(|targets| SenderSetup {
             targets,
-            builder,
+            builder: FastRecordBuilder,
             tx: FastDryRun::new(Arc::clone(&slot)),
         })
         .collect();
     let mut cfg = asm.engine;
+    cfg.slot_size = FAST_RECORD;
     cfg.monitor_interval = Duration::from_secs(3600);
     let none: Option<ReceiverSetup<NoRx, NoHandler>> = None;
     let report = engine::run(&cfg, &ctl, &rzmap_core::rate::SystemClock, senders, none, |_| {});

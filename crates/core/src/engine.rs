@@ -382,28 +382,50 @@ fn must_stop<C: Clock>(sh: &Shared<'_, C>) -> bool {
     sh.ctl.stop.load(Ordering::Relaxed) || sh.results_done.load(Ordering::Relaxed)
 }
 
-fn flush<T: PacketTx>(tx: &mut T, batch: &mut FrameBatch, st: &mut SenderState, c: &Counters) {
+/// Hands the built frames to the link and publishes the sender's progress to the shared
+/// counters: one atomic update per batch instead of one per target.
+fn flush<T: PacketTx>(
+    tx: &mut T,
+    batch: &mut FrameBatch,
+    st: &mut SenderState,
+    published_targets: &mut u64,
+    c: &Counters,
+) {
+    if st.targets != *published_targets {
+        Counters::add(&c.targets_scanned, st.targets - *published_targets);
+        *published_targets = st.targets;
+    }
     if batch.is_empty() {
         return;
     }
     let out = tx.send_batch(batch);
     st.sent += u64::from(out.sent);
     st.failed += u64::from(out.failed);
-    Counters::add(&c.sent, u64::from(out.sent));
-    Counters::add(&c.send_failures, u64::from(out.failed));
+    if out.sent > 0 {
+        Counters::add(&c.sent, u64::from(out.sent));
+    }
+    if out.failed > 0 {
+        Counters::add(&c.send_failures, u64::from(out.failed));
+    }
     batch.clear();
 }
 
+/// The source address of probe `probe` to `target`: `src_ips[(dst + probe) % n]`.
+#[inline]
 fn source_ip(src_ips: &[Ipv4Addr], target: &Target, probe: u32) -> Ipv4Addr {
-    if src_ips.is_empty() {
-        return Ipv4Addr::UNSPECIFIED;
+    match src_ips {
+        [] => Ipv4Addr::UNSPECIFIED,
+        // The usual case: no division per probe.
+        [one] => *one,
+        _ => {
+            let dst = match target.addr {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(a) => u128::from(a) as u32,
+            };
+            let i = (u64::from(dst) + u64::from(probe)) % src_ips.len() as u64;
+            src_ips[i as usize]
+        }
     }
-    let dst = match target.addr {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => u128::from(a) as u32,
-    };
-    let i = (u64::from(dst) + u64::from(probe)) % src_ips.len() as u64;
-    src_ips[i as usize]
 }
 
 fn send_loop<S, B, T, C>(
@@ -429,8 +451,12 @@ where
     }
     let deadline = cfg.max_runtime.map(|t| sh.start + t);
     let mut pacer = Pacer::new(&sh.ctl.rate, nsenders as u32, sh.clock.now());
-    // The target being probed and its next probe number.
-    let mut current: Option<(Target, u32)> = None;
+    // Targets already added to the shared `targets_scanned` (published once per batch).
+    let mut published = 0u64;
+    // The target being probed and its next probe number; `probe == probes` means the next
+    // probe starts a new target (the placeholder target is never probed).
+    let mut target = Target::v4(0, 0);
+    let mut probe = probes;
     'scan: loop {
         let now = sh.clock.now();
         if deadline.is_some_and(|d| now >= d) {
@@ -443,7 +469,7 @@ where
         match pacer.poll(&sh.ctl.rate, now) {
             Pace::Wait(d) => {
                 // Nothing is due: put what is built on the wire before waiting.
-                flush(&mut tx, &mut batch, &mut st, counters);
+                flush(&mut tx, &mut batch, &mut st, &mut published, counters);
                 rate::wait(sh.clock, d);
             }
             Pace::Send(n) => {
@@ -452,29 +478,27 @@ where
                     if must_stop(sh) {
                         break 'scan;
                     }
-                    let (target, probe) = match current {
-                        Some((t, p)) if p < probes => (t, p),
-                        _ => match targets.next_target() {
+                    if probe >= probes {
+                        match targets.next_target() {
                             Some(t) => {
                                 st.targets += 1;
-                                Counters::add(&counters.targets_scanned, 1);
-                                (t, 0)
+                                target = t;
+                                probe = 0;
                             }
                             None => {
-                                current = None;
                                 st.exhausted = true;
                                 break 'scan;
                             }
-                        },
-                    };
-                    current = Some((target, probe + 1));
+                        }
+                    }
                     let src = source_ip(&cfg.src_ips, &target, probe);
                     let len = builder.build(batch.next_slot(), &target, probe, src);
+                    probe += 1;
                     if len > 0 {
                         batch.commit(len);
                         built += 1;
                         if batch.is_full() {
-                            flush(&mut tx, &mut batch, &mut st, counters);
+                            flush(&mut tx, &mut batch, &mut st, &mut published, counters);
                         }
                     }
                 }
@@ -482,8 +506,8 @@ where
             }
         }
     }
-    flush(&mut tx, &mut batch, &mut st, counters);
-    st.pending = current.filter(|&(_, p)| p < probes);
+    flush(&mut tx, &mut batch, &mut st, &mut published, counters);
+    st.pending = (probe < probes).then_some((target, probe));
     counters.active_senders.fetch_sub(1, Ordering::SeqCst);
     if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {
         let ns = sh.clock.now().saturating_duration_since(sh.start).as_nanos();
