@@ -428,6 +428,36 @@ fn source_ip(src_ips: &[Ipv4Addr], target: &Target, probe: u32) -> Ipv4Addr {
     }
 }
 
+/// A sender's current target, with an IPv4 target held as plain integers.
+///
+/// This is about speed only: copying a whole [`Target`] reads its 16-byte address area, of
+/// which a source returning an IPv4 target wrote 4 bytes, and the CPU stalls on the failed
+/// store forwarding (measured: a third of a fast dry run's time). Taking the address out as a
+/// `u32` reads just the bytes written.
+#[derive(Clone, Copy)]
+enum Current {
+    V4(u32, u16),
+    Other(Target),
+}
+
+impl Current {
+    #[inline(always)]
+    fn new(t: Target) -> Self {
+        match t.addr {
+            IpAddr::V4(a) => Current::V4(u32::from(a), t.port),
+            IpAddr::V6(_) => Current::Other(t),
+        }
+    }
+
+    #[inline(always)]
+    fn target(self) -> Target {
+        match self {
+            Current::V4(a, port) => Target::v4(a, port),
+            Current::Other(t) => t,
+        }
+    }
+}
+
 fn send_loop<S, B, T, C>(
     sh: &Shared<'_, C>,
     nsenders: usize,
@@ -454,8 +484,8 @@ where
     // Targets already added to the shared `targets_scanned` (published once per batch).
     let mut published = 0u64;
     // The target being probed and its next probe number; `probe == probes` means the next
-    // probe starts a new target (the placeholder target is never probed).
-    let mut target = Target::v4(0, 0);
+    // probe starts a new target.
+    let mut current: Option<Current> = None;
     let mut probe = probes;
     'scan: loop {
         let now = sh.clock.now();
@@ -479,18 +509,17 @@ where
                         break 'scan;
                     }
                     if probe >= probes {
-                        match targets.next_target() {
-                            Some(t) => {
-                                st.targets += 1;
-                                target = t;
-                                probe = 0;
-                            }
-                            None => {
-                                st.exhausted = true;
-                                break 'scan;
-                            }
-                        }
+                        let Some(t) = targets.next_target() else {
+                            current = None;
+                            st.exhausted = true;
+                            break 'scan;
+                        };
+                        current = Some(Current::new(t));
+                        st.targets += 1;
+                        probe = 0;
                     }
+                    let Some(cur) = current else { break 'scan };
+                    let target = cur.target();
                     let src = source_ip(&cfg.src_ips, &target, probe);
                     let len = builder.build(batch.next_slot(), &target, probe, src);
                     probe += 1;
@@ -507,7 +536,7 @@ where
         }
     }
     flush(&mut tx, &mut batch, &mut st, &mut published, counters);
-    st.pending = (probe < probes).then_some((target, probe));
+    st.pending = current.filter(|_| probe < probes).map(|c| (c.target(), probe));
     counters.active_senders.fetch_sub(1, Ordering::SeqCst);
     if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {
         let ns = sh.clock.now().saturating_duration_since(sh.start).as_nanos();
