@@ -5,7 +5,8 @@
 //!
 //! - each sender walks its own target source (its subshard), builds `-P` probes per target
 //!   back to back into a [`FrameBatch`], paces them with a [`Pacer`] and hands full batches
-//!   (and partial ones before every wait) to its [`PacketTx`];
+//!   (and partial ones before every wait) to its [`PacketTx`]; it publishes its counts to the
+//!   shared counters once per batch, not per target;
 //! - the receiver validates and classifies every captured packet through a
 //!   [`ResponseHandler`], marks repeats through [`Dedup`], counts, and emits records;
 //! - the monitor thread calls a callback once per interval (1 s) with the counters.
