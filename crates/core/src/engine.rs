@@ -433,8 +433,8 @@ fn source_ip(src_ips: &[Ipv4Addr], target: &Target, probe: u32) -> Ipv4Addr {
 ///
 /// This is about speed only: copying a whole [`Target`] reads its 16-byte address area, of
 /// which a source returning an IPv4 target wrote 4 bytes, and the CPU stalls on the failed
-/// store forwarding (measured: a third of a fast dry run's time). Taking the address out as a
-/// `u32` reads just the bytes written.
+/// store forwarding (measured on a fast dry run of 16.8 M targets: 232 ms of CPU with the
+/// copy, 190 ms without). Taking the address out as a `u32` reads just the bytes written.
 #[derive(Clone, Copy)]
 enum Current {
     V4(u32, u16),
