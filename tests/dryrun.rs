@@ -271,6 +271,40 @@ fn fast_dry_run_follows_zmaps_order() {
 }
 
 #[test]
+fn fast_records_carry_the_target_port_for_every_module() {
+    // The record is the target's, whatever the frame: ipip's outer header (IP in IP) has no
+    // port, yet its record carries -p. The addresses are the text dry run's outer `ip` lines.
+    let list = run(&["--list-probe-modules"]).stdout;
+    let modules: Vec<&str> = std::str::from_utf8(&list).unwrap().lines().collect();
+    assert!(modules.contains(&"ipip"), "{modules:?}");
+    for module in modules {
+        let portless = module.starts_with("icmp");
+        let mut a = vec!["-M", module, "-T", "1", "-e", "3", "-b", "/dev/null", "-P", "2"];
+        if !portless {
+            a.extend(["-p", "4242"]);
+        }
+        if module == "udp" {
+            a.extend(["--probe-args", "text:hi"]);
+        }
+        a.push("198.19.0.0/29");
+        let got = fast(&a);
+        assert_eq!(got.len(), 16, "{module}");
+        let mut text = vec!["-d"];
+        text.extend(&a);
+        let blocks = parse_blocks(&String::from_utf8(run(&text).stdout).unwrap());
+        let want: Vec<String> = blocks
+            .iter()
+            .map(|b| {
+                let outer = b.lines.iter().rev().find(|(n, _)| n == "ip").expect("an ip line");
+                let daddr = &outer.1["daddr"];
+                if portless { daddr.clone() } else { format!("{daddr}:4242") }
+            })
+            .collect();
+        assert_eq!(got, want, "{module}");
+    }
+}
+
+#[test]
 fn max_targets_caps_both_dry_runs() {
     let base = ["-e", "9", "-p", "80", "-b", "/dev/null", "198.19.0.0/24"];
     let mut a = vec!["-d", "-n", "7"];

@@ -6,6 +6,12 @@
 //! - [`FastDryRun`] (`--fast-dryrun`) writes 6 bytes per probe: the destination IPv4 address
 //!   and the destination port (0 for ICMP), both in network order.
 //!
+//! The fast record depends only on the target, so a fast dry run builds no packet at all: its
+//! frame builder is [`FastRecordBuilder`], which writes the 6-byte record into a 6-byte slot
+//! (no template, no validation block), and [`FastDryRun`] copies the records out. The engine
+//! loop is the same as for every other run, so targets, order, `-P`, `-n`, `-t`, `-I`, the
+//! rate, the stop flag and the counters behave exactly as in a real scan.
+//!
 //! Each sender thread owns one link with its own buffer. A buffer holds whole probes only and
 //! is written in one `write_all` under the stdout lock, so probes of different threads never
 //! interleave inside a record. The rest is written when the link is dropped (at the end of
@@ -15,9 +21,12 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use rzmap_core::engine::Controls;
+use std::net::{IpAddr, Ipv4Addr};
+
+use rzmap_core::engine::{Controls, FrameBuilder};
 use rzmap_core::link::{FrameBatch, PacketTx, SendOutcome};
 use rzmap_core::probe::ProbeModule;
+use rzmap_core::target::Target;
 
 /// Text buffered per thread before it is written (about 300 probes).
 const TEXT_BUFFER: usize = 64 * 1024;
@@ -130,24 +139,27 @@ impl Drop for TextDryRun {
     }
 }
 
-/// The destination address and port of a probe frame (Ethernet + IPv4 + transport) as the
-/// 6 bytes `--fast-dryrun` writes; the port is 0 unless the frame carries TCP or UDP.
-#[inline]
-pub fn fast_record(frame: &[u8]) -> Option<[u8; FAST_RECORD]> {
-    let ip = frame.get(14..)?;
-    let head = ip.get(..20)?;
-    let mut rec = [0u8; FAST_RECORD];
-    rec[..4].copy_from_slice(&head[16..20]);
-    let ihl = usize::from(head[0] & 0x0f) * 4;
-    if matches!(head[9], 6 | 17)
-        && let Some(p) = ip.get(ihl + 2..ihl + 4)
-    {
-        rec[4..].copy_from_slice(p);
+/// `--fast-dryrun`'s frame builder: the record of (target, probe) is the destination address
+/// and port in network order, whatever the probe module (the port is the target's, so it is
+/// right for encapsulating modules such as `ipip` too, and 0 for the portless ICMP modules).
+/// It builds no packet; use it with slots of [`FAST_RECORD`] bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastRecordBuilder;
+
+impl FrameBuilder for FastRecordBuilder {
+    #[inline]
+    fn build(&mut self, buf: &mut [u8], target: &Target, _probe: u32, _src: Ipv4Addr) -> usize {
+        // IPv6 targets have no 6-byte record (and the IPv4 scan never makes them).
+        let IpAddr::V4(dst) = target.addr else { return 0 };
+        let Some(rec) = buf.get_mut(..FAST_RECORD) else { return 0 };
+        rec[..4].copy_from_slice(&dst.octets());
+        rec[4..].copy_from_slice(&target.port.to_be_bytes());
+        FAST_RECORD
     }
-    Some(rec)
 }
 
-/// `--fast-dryrun`: writes 6 bytes per frame.
+/// `--fast-dryrun`: writes the [`FastRecordBuilder`] records of each batch (a frame that is
+/// not a 6-byte record counts as failed).
 pub struct FastDryRun {
     buf: Vec<u8>,
     out: Arc<StdoutSlot>,
@@ -170,13 +182,21 @@ impl PacketTx for FastDryRun {
     #[inline]
     fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
         let mut out = SendOutcome::default();
-        for frame in batch.frames() {
-            match fast_record(frame) {
-                Some(rec) => {
-                    self.buf.extend_from_slice(&rec);
-                    out.sent += 1;
+        if batch.slot_size() == FAST_RECORD
+            && let Some(records) = batch.packed()
+        {
+            // The usual case: every frame is a record, back to back.
+            self.buf.extend_from_slice(records);
+            out.sent = batch.len() as u32;
+        } else {
+            for frame in batch.frames() {
+                match <&[u8; FAST_RECORD]>::try_from(frame) {
+                    Ok(rec) => {
+                        self.buf.extend_from_slice(rec);
+                        out.sent += 1;
+                    }
+                    Err(_) => out.failed += 1,
                 }
-                None => out.failed += 1,
             }
         }
         if self.buf.len() >= FAST_BUFFER && !self.write_out() {
@@ -217,22 +237,68 @@ mod tests {
         }
     }
 
-    fn frame(proto: u8, ihl: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + usize::from(ihl) * 4 + 8];
-        f[14] = 0x40 | ihl;
-        f[14 + 9] = proto;
-        f[14 + 16..14 + 20].copy_from_slice(&[198, 18, 0, 7]);
-        let t = 14 + usize::from(ihl) * 4;
-        f[t + 2..t + 4].copy_from_slice(&443u16.to_be_bytes());
-        f
+    /// A batch of fast records built by [`FastRecordBuilder`] for `targets`.
+    fn records(targets: &[Target]) -> FrameBatch {
+        let mut b = FrameBatch::new(targets.len(), FAST_RECORD);
+        for t in targets {
+            let n = FastRecordBuilder.build(b.next_slot(), t, 0, Ipv4Addr::UNSPECIFIED);
+            b.commit(n);
+        }
+        b
     }
 
     #[test]
-    fn fast_records_read_address_and_port() {
-        assert_eq!(fast_record(&frame(6, 5)), Some([198, 18, 0, 7, 1, 187]));
-        assert_eq!(fast_record(&frame(17, 6)), Some([198, 18, 0, 7, 1, 187]));
-        assert_eq!(fast_record(&frame(1, 5)), Some([198, 18, 0, 7, 0, 0]));
-        assert_eq!(fast_record(&frame(6, 5)[..30]), None);
+    fn the_builder_writes_address_and_port_in_network_order() {
+        let mut slot = [0xffu8; 16];
+        let t = Target::v4(u32::from(Ipv4Addr::new(198, 18, 0, 7)), 443);
+        assert_eq!(FastRecordBuilder.build(&mut slot, &t, 3, Ipv4Addr::LOCALHOST), 6);
+        assert_eq!(slot[..6], [198, 18, 0, 7, 1, 187]);
+        assert_eq!(slot[6], 0xff, "nothing beyond the record");
+        let icmp = Target::v4(0xc612_0008, 0);
+        assert_eq!(FastRecordBuilder.build(&mut slot, &icmp, 0, Ipv4Addr::LOCALHOST), 6);
+        assert_eq!(slot[..6], [198, 18, 0, 8, 0, 0]);
+        let v6 = Target { addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port: 80 };
+        assert_eq!(FastRecordBuilder.build(&mut slot, &v6, 0, Ipv4Addr::LOCALHOST), 0);
+        assert_eq!(FastRecordBuilder.build(&mut slot[..5], &t, 0, Ipv4Addr::LOCALHOST), 0);
+    }
+
+    /// For every module, the record names the frame's destination address and the target's
+    /// port, also where the frame's outer header has no port (`ipip`: IP in IP, protocol 4,
+    /// for which reading the port out of the frame gave 0).
+    #[test]
+    fn records_match_the_probe_frames_of_every_module() {
+        use rzmap_core::aesrand::AesRand;
+        use rzmap_core::engine::FrameBuilder as _;
+        use rzmap_core::probe::adapter::ProbeSender;
+        use rzmap_core::probe::{ProbeConfig, REGISTRY, create};
+        use rzmap_core::validate::Validator;
+
+        for info in REGISTRY {
+            let args = (info.name == "udp").then_some("text:hello");
+            let module: Arc<dyn ProbeModule> = Arc::from(create(info.name, args).unwrap());
+            let port = if info.needs_ports { 4242 } else { 0 };
+            let mut cfg = ProbeConfig::new([2; 6], [4; 6]);
+            cfg.target_ports = vec![port];
+            let mut sender = ProbeSender::new(
+                Arc::clone(&module),
+                Arc::new(cfg),
+                Validator::new([7; 16]),
+                AesRand::from_seed(1),
+            );
+            let mut frame = vec![0u8; 2048];
+            sender.prepare(&mut frame);
+            let target = Target::v4(u32::from(Ipv4Addr::new(198, 18, 3, 9)), port);
+            let len = sender.build(&mut frame, &target, 0, Ipv4Addr::new(198, 19, 0, 1));
+            assert!(len >= 34, "{}", info.name);
+            let mut rec = [0u8; FAST_RECORD];
+            assert_eq!(FastRecordBuilder.build(&mut rec, &target, 0, Ipv4Addr::UNSPECIFIED), 6);
+            assert_eq!(rec[..4], frame[30..34], "{}: destination address", info.name);
+            assert_eq!(u16::from_be_bytes([rec[4], rec[5]]), port, "{}: port", info.name);
+            if info.name == "ipip" {
+                assert_eq!(frame[14 + 9], 4, "ipip frames are IP in IP");
+                assert_ne!(port, 0);
+            }
+        }
     }
 
     #[test]
@@ -240,11 +306,7 @@ mod tests {
         let sink = Arc::new(Mutex::new(Vec::new()));
         let slot = StdoutSlot::new(Box::new(Shared(sink.clone())), Controls::new(0));
         let mut tx = FastDryRun::new(slot.clone());
-        let mut b = FrameBatch::new(2, 128);
-        for f in [frame(6, 5), frame(1, 5)] {
-            b.next_slot()[..f.len()].copy_from_slice(&f);
-            b.commit(f.len());
-        }
+        let b = records(&[Target::v4(0xc612_0007, 443), Target::v4(0xc612_0007, 0)]);
         assert_eq!(tx.send_batch(&b), SendOutcome { sent: 2, failed: 0 });
         assert!(sink.lock().unwrap().is_empty());
         drop(tx);
@@ -253,14 +315,31 @@ mod tests {
     }
 
     #[test]
+    fn frames_that_are_not_records_fail() {
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let slot = StdoutSlot::new(Box::new(Shared(sink.clone())), Controls::new(0));
+        let mut tx = FastDryRun::new(slot.clone());
+        let mut b = FrameBatch::new(3, 64);
+        for len in [6, 54, 5] {
+            b.commit(len);
+        }
+        assert_eq!(tx.send_batch(&b), SendOutcome { sent: 1, failed: 2 });
+        // Record-sized slots with a short frame: the frame by frame path.
+        let mut b = FrameBatch::new(2, FAST_RECORD);
+        b.next_slot().copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        b.commit(6);
+        b.commit(0);
+        assert_eq!(tx.send_batch(&b), SendOutcome { sent: 1, failed: 1 });
+        drop(tx);
+        assert_eq!(*sink.lock().unwrap(), [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
     fn a_closed_pipe_stops_the_scan() {
         let ctl = Controls::new(0);
         let slot = StdoutSlot::new(Box::new(Broken), ctl.clone());
         let mut tx = FastDryRun::new(slot.clone());
-        let mut b = FrameBatch::new(1, 128);
-        let f = frame(6, 5);
-        b.next_slot()[..f.len()].copy_from_slice(&f);
-        b.commit(f.len());
+        let b = records(&[Target::v4(0xc612_0007, 443)]);
         for _ in 0..(FAST_BUFFER / 6) {
             tx.send_batch(&b);
         }

@@ -10,7 +10,10 @@
 //!    thread order, as ZMap's modules do in their per-thread setup.
 //! 3. The validation key is random per run ([`Validator::from_os_random`]).
 //! 4. Links: `--dryrun` prints frames, `--fast-dryrun` writes 6 bytes per probe, a live scan
-//!    sends on AF_PACKET (or raw IP with `-X`) and captures on a TPACKET_V3 ring.
+//!    sends on AF_PACKET (or raw IP with `-X`) and captures on a TPACKET_V3 ring. A fast dry
+//!    run builds no packets: its record depends only on the target, so its senders use
+//!    [`FastRecordBuilder`] (6-byte slots) instead of the probe builders, in the same engine
+//!    loop.
 //!
 //! Dry runs open **no socket at all**: no interface discovery (it needs netlink), no capture,
 //! no output module (redis would connect; csv would write a header among the probes). They
@@ -40,8 +43,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rzmap_core::aesrand::AesRand;
 use rzmap_core::engine::{
-    self, Controls, EngineConfig, ReceiverSetup, ResponseHandler, ScanReport, SenderSetup,
-    StopReason,
+    self, Controls, EngineConfig, FrameBuilder, ReceiverSetup, ResponseHandler, ScanReport,
+    SenderSetup, StopReason,
 };
 use rzmap_core::error::InputError;
 use rzmap_core::fields::Schema;
@@ -59,7 +62,7 @@ use crate::config::{DryRun, ScanConfig, SendBackend, Sink};
 use crate::plan::ScanPlan;
 use crate::targets::Targets;
 
-use self::dryrun::{FastDryRun, StdoutSlot, TextDryRun};
+use self::dryrun::{FastDryRun, FastRecordBuilder, StdoutSlot, TextDryRun};
 use self::handler::OutputHandler;
 use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors, TxRingTx};
 use self::report::{Reporter, RunFacts};
@@ -354,36 +357,27 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
         logger.info("rzmap", format_args!("output module: {}", output.module));
     }
 
-    let Assembly { subshards, builders, engine: ecfg, .. } = asm;
-    let setups = |txs: Vec<Box<dyn PacketTx>>| {
-        subshards
-            .into_iter()
-            .zip(builders)
-            .zip(txs)
-            .map(|((targets, builder), tx)| SenderSetup { targets, builder, tx })
-            .collect::<Vec<_>>()
-    };
+    let Assembly { subshards, builders, engine: mut ecfg, .. } = asm;
     let mut exit = 0;
     let (report, out_error) = match links {
         Links::Dry(slot) => {
-            let txs: Vec<Box<dyn PacketTx>> = (0..usize::from(threads))
-                .map(|t| -> Box<dyn PacketTx> {
-                    let cpu = core_for(&config, t + 1);
-                    if config.dryrun == DryRun::Fast {
-                        Box::new(Pinned::new(FastDryRun::new(Arc::clone(&slot)), cpu))
-                    } else {
-                        let text = TextDryRun::new(
-                            Arc::clone(&module),
-                            !config.iplayer,
-                            Arc::clone(&slot),
-                        );
-                        Box::new(Pinned::new(text, cpu))
-                    }
-                })
-                .collect();
             let none: Option<ReceiverSetup<NoRx, NoHandler>> = None;
-            let report =
-                execute(&ecfg, &controls, setups(txs), none, &mut reporter, &signals, &logger);
+            let cpu = |t: usize| core_for(&config, t + 1);
+            let report = if config.dryrun == DryRun::Fast {
+                // The record depends only on the target: no packet is built (see `dryrun`).
+                ecfg.slot_size = dryrun::FAST_RECORD;
+                let txs = (0..).map(|t| Pinned::new(FastDryRun::new(Arc::clone(&slot)), cpu(t)));
+                let senders = sender_setups(subshards, std::iter::repeat(FastRecordBuilder), txs);
+                execute(&ecfg, &controls, senders, none, &mut reporter, &signals, &logger)
+            } else {
+                let with_eth = !config.iplayer;
+                let txs = (0..).map(|t| {
+                    let text = TextDryRun::new(Arc::clone(&module), with_eth, Arc::clone(&slot));
+                    Pinned::new(text, cpu(t))
+                });
+                let senders = sender_setups(subshards, builders, txs);
+                execute(&ecfg, &controls, senders, none, &mut reporter, &signals, &logger)
+            };
             let err = slot.finish();
             match err {
                 Some(e) if e.kind() == io::ErrorKind::BrokenPipe => (report, None),
@@ -392,11 +386,10 @@ pub fn run(plan: ScanPlan, logger: Logger) -> Result<i32, InputError> {
             }
         }
         Links::Live { txs, rx, mut handler, errors, guard } => {
-            let txs: Vec<Box<dyn PacketTx>> =
-                txs.into_iter().map(|t| Box::new(t) as Box<dyn PacketTx>).collect();
             let receiver = Some(ReceiverSetup { rx, handler: &mut *handler });
+            let senders = sender_setups(subshards, builders, txs);
             let report =
-                execute(&ecfg, &controls, setups(txs), receiver, &mut reporter, &signals, &logger);
+                execute(&ecfg, &controls, senders, receiver, &mut reporter, &signals, &logger);
             if let Some(e) = errors.last()
                 && report.counters.send_failures > 0
             {
@@ -757,17 +750,32 @@ impl ResponseHandler for NoHandler {
     }
 }
 
+/// One sender setup per subshard, in thread order.
+fn sender_setups<B, T>(
+    subshards: Vec<Subshard>,
+    builders: impl IntoIterator<Item = B>,
+    txs: impl IntoIterator<Item = T>,
+) -> Vec<SenderSetup<Subshard, B, T>> {
+    subshards
+        .into_iter()
+        .zip(builders)
+        .zip(txs)
+        .map(|((targets, builder), tx)| SenderSetup { targets, builder, tx })
+        .collect()
+}
+
 /// Runs the engine with a signal watcher beside it.
-fn execute<T, R, H>(
+fn execute<B, T, R, H>(
     cfg: &EngineConfig,
     controls: &Arc<Controls>,
-    senders: Vec<SenderSetup<Subshard, ProbeSender, T>>,
+    senders: Vec<SenderSetup<Subshard, B, T>>,
     receiver: Option<ReceiverSetup<R, H>>,
     reporter: &mut Reporter,
     signals: &rzmap_sys::signals::SignalFlags,
     logger: &Logger,
 ) -> ScanReport<Subshard>
 where
+    B: FrameBuilder,
     T: PacketTx,
     R: PacketRx,
     H: ResponseHandler,

@@ -5,7 +5,8 @@
 //!
 //! - each sender walks its own target source (its subshard), builds `-P` probes per target
 //!   back to back into a [`FrameBatch`], paces them with a [`Pacer`] and hands full batches
-//!   (and partial ones before every wait) to its [`PacketTx`];
+//!   (and partial ones before every wait) to its [`PacketTx`]; it publishes its counts to the
+//!   shared counters once per batch, not per target;
 //! - the receiver validates and classifies every captured packet through a
 //!   [`ResponseHandler`], marks repeats through [`Dedup`], counts, and emits records;
 //! - the monitor thread calls a callback once per interval (1 s) with the counters.
@@ -411,8 +412,8 @@ fn must_stop<C: Clock>(sh: &Shared<'_, C>) -> bool {
     sh.ctl.stop.load(Ordering::Relaxed) || sh.results_done.load(Ordering::Relaxed)
 }
 
-/// Sends the built frames and publishes this sender's counts. Targets are counted locally and
-/// published here, once per batch, rather than with an atomic add per target.
+/// Hands the built frames to the link and publishes the sender's progress to the shared
+/// counters: one atomic update per batch instead of one per target.
 fn flush<T: PacketTx>(
     tx: &mut T,
     batch: &mut FrameBatch,
@@ -420,29 +421,71 @@ fn flush<T: PacketTx>(
     published_targets: &mut u64,
     c: &Counters,
 ) {
-    Counters::add(&c.targets_scanned, st.targets - *published_targets);
-    *published_targets = st.targets;
+    if st.targets != *published_targets {
+        Counters::add(&c.targets_scanned, st.targets - *published_targets);
+        *published_targets = st.targets;
+    }
     if batch.is_empty() {
         return;
     }
     let out = tx.send_batch(batch);
     st.sent += u64::from(out.sent);
     st.failed += u64::from(out.failed);
-    Counters::add(&c.sent, u64::from(out.sent));
-    Counters::add(&c.send_failures, u64::from(out.failed));
+    if out.sent > 0 {
+        Counters::add(&c.sent, u64::from(out.sent));
+    }
+    if out.failed > 0 {
+        Counters::add(&c.send_failures, u64::from(out.failed));
+    }
     batch.clear();
 }
 
+/// The source address of probe `probe` to `target`: `src_ips[(dst + probe) % n]`.
+#[inline]
 fn source_ip(src_ips: &[Ipv4Addr], target: &Target, probe: u32) -> Ipv4Addr {
-    if src_ips.is_empty() {
-        return Ipv4Addr::UNSPECIFIED;
+    match src_ips {
+        [] => Ipv4Addr::UNSPECIFIED,
+        // The usual case: no division per probe.
+        [one] => *one,
+        _ => {
+            let dst = match target.addr {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(a) => u128::from(a) as u32,
+            };
+            let i = (u64::from(dst) + u64::from(probe)) % src_ips.len() as u64;
+            src_ips[i as usize]
+        }
     }
-    let dst = match target.addr {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => u128::from(a) as u32,
-    };
-    let i = (u64::from(dst) + u64::from(probe)) % src_ips.len() as u64;
-    src_ips[i as usize]
+}
+
+/// A sender's current target, with an IPv4 target held as plain integers.
+///
+/// This is about speed only: copying a whole [`Target`] reads its 16-byte address area, of
+/// which a source returning an IPv4 target wrote 4 bytes, and the CPU stalls on the failed
+/// store forwarding (measured on a fast dry run of 16.8 M targets: 232 ms of CPU with the
+/// copy, 190 ms without). Taking the address out as a `u32` reads just the bytes written.
+#[derive(Clone, Copy)]
+enum Current {
+    V4(u32, u16),
+    Other(Target),
+}
+
+impl Current {
+    #[inline(always)]
+    fn new(t: Target) -> Self {
+        match t.addr {
+            IpAddr::V4(a) => Current::V4(u32::from(a), t.port),
+            IpAddr::V6(_) => Current::Other(t),
+        }
+    }
+
+    #[inline(always)]
+    fn target(self) -> Target {
+        match self {
+            Current::V4(a, port) => Target::v4(a, port),
+            Current::Other(t) => t,
+        }
+    }
 }
 
 fn send_loop<S, B, T, C>(
@@ -462,15 +505,18 @@ where
     let counters = &sh.ctl.counters;
     let probes = cfg.probes_per_target.max(1);
     let mut st = SenderState { index, ..SenderState::default() };
-    let mut published_targets = 0u64;
     let mut batch = FrameBatch::new(cfg.batch_size, cfg.slot_size);
     for i in 0..batch.capacity() {
         builder.prepare(batch.slot_mut(i));
     }
     let deadline = cfg.max_runtime.map(|t| sh.start + t);
     let mut pacer = Pacer::new(&sh.ctl.rate, nsenders as u32, sh.clock.now());
-    // The target being probed and its next probe number.
-    let mut current: Option<(Target, u32)> = None;
+    // Targets already added to the shared `targets_scanned` (published once per batch).
+    let mut published = 0u64;
+    // The target being probed and its next probe number; `probe == probes` means the next
+    // probe starts a new target.
+    let mut current: Option<Current> = None;
+    let mut probe = probes;
     'scan: loop {
         let now = sh.clock.now();
         if deadline.is_some_and(|d| now >= d) {
@@ -483,7 +529,7 @@ where
         match pacer.poll(&sh.ctl.rate, now) {
             Pace::Wait(d) => {
                 // Nothing is due: put what is built on the wire before waiting.
-                flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
+                flush(&mut tx, &mut batch, &mut st, &mut published, counters);
                 rate::wait(sh.clock, d);
             }
             Pace::Send(n) => {
@@ -492,28 +538,26 @@ where
                     if must_stop(sh) {
                         break 'scan;
                     }
-                    let (target, probe) = match current {
-                        Some((t, p)) if p < probes => (t, p),
-                        _ => match targets.next_target() {
-                            Some(t) => {
-                                st.targets += 1;
-                                (t, 0)
-                            }
-                            None => {
-                                current = None;
-                                st.exhausted = true;
-                                break 'scan;
-                            }
-                        },
-                    };
-                    current = Some((target, probe + 1));
+                    if probe >= probes {
+                        let Some(t) = targets.next_target() else {
+                            current = None;
+                            st.exhausted = true;
+                            break 'scan;
+                        };
+                        current = Some(Current::new(t));
+                        st.targets += 1;
+                        probe = 0;
+                    }
+                    let Some(cur) = current else { break 'scan };
+                    let target = cur.target();
                     let src = source_ip(&cfg.src_ips, &target, probe);
                     let len = builder.build(batch.next_slot(), &target, probe, src);
+                    probe += 1;
                     if len > 0 {
                         batch.commit(len);
                         built += 1;
                         if batch.is_full() {
-                            flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
+                            flush(&mut tx, &mut batch, &mut st, &mut published, counters);
                         }
                     }
                 }
@@ -521,8 +565,8 @@ where
             }
         }
     }
-    flush(&mut tx, &mut batch, &mut st, &mut published_targets, counters);
-    st.pending = current.filter(|&(_, p)| p < probes);
+    flush(&mut tx, &mut batch, &mut st, &mut published, counters);
+    st.pending = current.filter(|_| probe < probes).map(|c| (c.target(), probe));
     counters.active_senders.fetch_sub(1, Ordering::SeqCst);
     if sh.senders_left.fetch_sub(1, Ordering::SeqCst) == 1 {
         let ns = sh.clock.now().saturating_duration_since(sh.start).as_nanos();

@@ -20,6 +20,9 @@ pub struct FrameBatch {
     buf: Vec<u8>,
     lens: Vec<usize>,
     slot: usize,
+    capacity: usize,
+    /// Frames in the batch shorter than their slot.
+    short: usize,
 }
 
 impl FrameBatch {
@@ -30,43 +33,67 @@ impl FrameBatch {
             buf: vec![0; capacity * slot_size],
             lens: Vec::with_capacity(capacity),
             slot: slot_size,
+            capacity,
+            short: 0,
         }
     }
 
     /// The number of slots.
+    #[inline]
     pub fn capacity(&self) -> usize {
-        self.buf.len() / self.slot
+        self.capacity
+    }
+
+    /// The size of a slot in bytes.
+    #[inline]
+    pub fn slot_size(&self) -> usize {
+        self.slot
     }
 
     /// The number of frames in the batch.
+    #[inline]
     pub fn len(&self) -> usize {
         self.lens.len()
     }
 
     /// Whether the batch holds no frame.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.lens.is_empty()
     }
 
     /// Whether every slot is used.
+    #[inline]
     pub fn is_full(&self) -> bool {
-        self.lens.len() == self.capacity()
+        self.lens.len() == self.capacity
     }
 
     /// Slot `i`'s whole buffer (for templates).
+    #[inline]
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         &mut self.buf[i * self.slot..(i + 1) * self.slot]
     }
 
     /// The buffer of the next free slot (the batch must not be full).
+    #[inline]
     pub fn next_slot(&mut self) -> &mut [u8] {
         let i = self.lens.len();
         self.slot_mut(i)
     }
 
     /// Adds the frame just written into the next slot, `len` bytes long (clamped to the slot).
+    #[inline]
     pub fn commit(&mut self, len: usize) {
-        self.lens.push(len.min(self.slot));
+        let len = len.min(self.slot);
+        self.short += usize::from(len < self.slot);
+        self.lens.push(len);
+    }
+
+    /// All frames back to back, when every frame fills its slot exactly (fixed-size records,
+    /// such as `--fast-dryrun`'s); `None` otherwise.
+    #[inline]
+    pub fn packed(&self) -> Option<&[u8]> {
+        (self.short == 0).then(|| &self.buf[..self.lens.len() * self.slot])
     }
 
     /// Frame `i`.
@@ -80,8 +107,10 @@ impl FrameBatch {
     }
 
     /// Empties the batch (slot contents are kept).
+    #[inline]
     pub fn clear(&mut self) {
         self.lens.clear();
+        self.short = 0;
     }
 }
 
@@ -323,6 +352,26 @@ mod tests {
         b.clear();
         assert!(b.is_empty());
         assert_eq!(&b.slot_mut(0)[..3], b"abc");
+    }
+
+    #[test]
+    fn packed_frames_are_contiguous_only_when_every_slot_is_filled() {
+        let mut b = FrameBatch::new(3, 4);
+        assert_eq!(b.slot_size(), 4);
+        assert_eq!(b.packed(), Some(&[][..]));
+        b.next_slot().copy_from_slice(b"abcd");
+        b.commit(4);
+        b.next_slot().copy_from_slice(b"efgh");
+        b.commit(9);
+        assert_eq!(b.packed(), Some(&b"abcdefgh"[..]));
+        b.next_slot().copy_from_slice(b"ijkl");
+        b.commit(3);
+        assert_eq!(b.packed(), None);
+        assert_eq!(b.frame(2), b"ijk");
+        b.clear();
+        assert_eq!(b.packed(), Some(&[][..]));
+        b.commit(4);
+        assert_eq!(b.packed(), Some(&b"abcd"[..]));
     }
 
     #[test]

@@ -423,94 +423,71 @@ fn monitor_ticks_feed_the_status_line() {
     assert!(line.contains("; send: 200 done ("), "{line}");
 }
 
-/// A handler that holds successes back (as banner grabbing does) and emits them from
-/// `after_poll` / `finish`; 8-byte packets are "later segments" it intercepts.
-#[derive(Default)]
-struct Deferred {
-    pending: Vec<u32>,
-    emitted: Arc<Mutex<Vec<u32>>>,
-    intercepted: Arc<AtomicU64>,
-    finished: Arc<AtomicBool>,
-}
-
-impl Deferred {
-    fn release(&mut self, budget: Option<u64>, all: bool) -> u64 {
-        // One per poll unless finishing, to exercise both paths.
-        let n = if all { self.pending.len() } else { self.pending.len().min(1) };
-        let n = budget.map_or(n, |b| n.min(b as usize));
-        let out: Vec<u32> = self.pending.drain(..n).collect();
-        if all {
-            self.pending.clear();
+#[test]
+fn a_stop_inside_a_target_leaves_its_remaining_probes_pending() {
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(0);
+    let cfg = EngineConfig { probes_per_target: 3, ..config() };
+    let ctl_ref = &ctl;
+    // The builder raises the stop flag while building probe 1 of the sixth target.
+    let builder = move |buf: &mut [u8], t: &Target, probe: u32, src: Ipv4Addr| {
+        if *t == Target::v4(0x0A00_0005, 80) && probe == 1 {
+            ctl_ref.request_stop();
         }
-        self.emitted.lock().unwrap().extend(&out);
-        out.len() as u64
-    }
-}
-
-impl ResponseHandler for Deferred {
-    fn intercept(&mut self, p: &[u8], _ts: SystemTime) -> bool {
-        if p.len() == 8 {
-            self.intercepted.fetch_add(1, Ordering::SeqCst);
-            return true;
-        }
-        false
-    }
-    fn classify(&mut self, p: &[u8], ts: SystemTime) -> Option<Verdict> {
-        Handler::default().classify(p, ts)
-    }
-    fn emit(&mut self, _p: &[u8], _ts: SystemTime, v: &Verdict, _f: ResponseFlags) -> bool {
-        self.pending.push(v.src_ip);
-        false
-    }
-    fn after_poll(&mut self, _now: SystemTime, budget: Option<u64>) -> u64 {
-        self.release(budget, false)
-    }
-    fn finish(&mut self, _now: SystemTime, budget: Option<u64>) -> u64 {
-        self.finished.store(true, Ordering::SeqCst);
-        self.release(budget, true)
-    }
-}
-
-fn deferred_scan(max_results: Option<u64>) -> (ScanReport<Source>, Vec<u32>, u64, bool) {
-    // Every host answers with a success and an 8-byte "segment".
-    let net = LoopbackNet::new(Duration::ZERO, |f: &[u8], out: &mut dyn FnMut(Vec<u8>)| {
-        out([&f[..6], &[1u8][..]].concat());
-        out([&f[..6], &[1u8, 2][..]].concat());
-    });
-    let ctl = Controls::new(20_000);
-    let cfg = EngineConfig { max_results, ..config() };
-    let senders: Vec<SenderSetup<Source, Builder, LoopbackTx>> = vec![SenderSetup {
-        targets: list_source(addrs(300), 80),
-        builder: build as Builder,
-        tx: net.tx(),
-    }];
-    let h = Deferred::default();
-    let (emitted, intercepted, finished) =
-        (Arc::clone(&h.emitted), Arc::clone(&h.intercepted), Arc::clone(&h.finished));
-    let receiver = Some(ReceiverSetup { rx: net.rx(), handler: h });
-    let report = run(&cfg, &ctl, &SystemClock, senders, receiver, |_: &MonitorTick| {});
-    let e = emitted.lock().unwrap().clone();
-    (report, e, intercepted.load(Ordering::SeqCst), finished.load(Ordering::SeqCst))
+        build(buf, t, probe, src)
+    };
+    let senders = vec![SenderSetup { targets: list_source(addrs(100), 80), builder, tx: net.tx() }];
+    let none: Option<ReceiverSetup<LoopbackRx, Handler>> = None;
+    let report = run(&cfg, &ctl, &SystemClock, senders, none, |_| {});
+    let st = report.senders[0];
+    assert_eq!(st.pending, Some((Target::v4(0x0A00_0005, 80), 2)));
+    assert_eq!((st.targets, st.sent), (6, 17));
+    assert!(!st.exhausted);
+    assert_eq!(report.counters.targets_scanned, 6);
+    assert_eq!(report.counters.sent, 17);
+    assert_eq!(net.sent_frames().len(), 17);
 }
 
 #[test]
-fn deferred_records_are_counted_and_intercepted_packets_are_not_validated() {
-    let (report, emitted, intercepted, finished) = deferred_scan(None);
-    assert!(finished);
-    assert_eq!(report.reason, StopReason::Completed);
-    assert_eq!(emitted.len(), 300);
-    assert_eq!(emitted.iter().collect::<BTreeSet<_>>().len(), 300);
-    assert_eq!(report.counters.filter_success, 300);
-    assert_eq!(intercepted, 300);
-    assert_eq!(report.counters.validation_failed, 0);
-    assert_eq!(report.counters.validation_passed, 300);
+fn targets_without_frames_are_counted_but_not_sent() {
+    // The test builder makes nothing for IPv6 targets (as the probe modules do).
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(0);
+    let v6 = Target { addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port: 80 };
+    let mut list = vec![Target::v4(0x0A00_0001, 80), v6, Target::v4(0x0A00_0002, 81)].into_iter();
+    let source: Source = Box::new(move || list.next());
+    let cfg = EngineConfig { probes_per_target: 2, ..config() };
+    let o = scan(&cfg, &ctl, &net, vec![source], false);
+    let got: Vec<(u32, u16, u32)> = o.frames.iter().map(|f| (f.dst, f.port, f.probe)).collect();
+    let a = 0x0A00_0001;
+    assert_eq!(got, [(a, 80, 0), (a, 80, 1), (a + 1, 81, 0), (a + 1, 81, 1)]);
+    assert_eq!(o.report.counters.targets_scanned, 3);
+    assert_eq!(o.report.counters.sent, 4);
+    assert_eq!(o.report.senders[0].pending, None);
+    assert!(o.report.senders[0].exhausted);
 }
 
 #[test]
-fn deferred_records_respect_max_results() {
-    let (report, emitted, _, finished) = deferred_scan(Some(7));
-    assert!(finished, "finish runs after -N too");
-    assert_eq!(report.reason, StopReason::MaxResults);
-    assert_eq!(emitted.len(), 7);
-    assert_eq!(report.counters.filter_success, 7);
+fn target_counts_reach_the_monitor_while_sending() {
+    let net = LoopbackNet::new(Duration::ZERO, truth);
+    let ctl = Controls::new(500);
+    let cfg = EngineConfig { cooldown: Duration::ZERO, ..config() };
+    let o = scan(&cfg, &ctl, &net, vec![list_source(addrs(100), 80)], false);
+    let during: Vec<u64> = o
+        .ticks
+        .iter()
+        .filter(|t| t.send_finished.is_none())
+        .map(|t| t.counters.targets_scanned)
+        .collect();
+    assert!(during.iter().any(|&n| n > 0 && n < 100), "{during:?}");
+    assert!(during.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(o.report.counters.targets_scanned, 100);
+}
+
+#[test]
+fn one_source_address_serves_every_probe() {
+    let one = [Ipv4Addr::new(198, 18, 0, 9)];
+    for (addr, probe) in [(0, 0), (7, 3), (u32::MAX, u32::MAX)] {
+        assert_eq!(source_ip(&one, &Target::v4(addr, 1), probe), one[0]);
+    }
 }
