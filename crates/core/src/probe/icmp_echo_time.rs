@@ -118,20 +118,11 @@ fn parse_payload(data: &[u8]) -> Option<(u32, u32, [u8; 4])> {
 }
 
 impl ProbeModule for IcmpEchoTime {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        false
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         FRAME_LEN
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::IcmpNotEchoRequest, snaplen: 96 }

@@ -114,20 +114,11 @@ impl IcmpEchoScan {
 }
 
 impl ProbeModule for IcmpEchoScan {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        false
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         ETH_IP_LEN + self.icmp_len()
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::IcmpNotEchoRequest, snaplen: 96 }

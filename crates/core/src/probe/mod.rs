@@ -304,16 +304,26 @@ pub enum ReplyKind {
 
 /// A probe module. Implementations are immutable after creation and shared by all threads.
 pub trait ProbeModule: Send + Sync {
+    /// The module's registry entry (name, help, ports, fields).
+    fn info(&self) -> &'static ProbeInfo;
     /// The module's name (`-M`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
     /// The module's help text.
-    fn help(&self) -> &'static str;
+    fn help(&self) -> &'static str {
+        self.info().help
+    }
     /// True when the module needs target ports (`-p`).
-    fn needs_ports(&self) -> bool;
+    fn needs_ports(&self) -> bool {
+        self.info().needs_ports
+    }
     /// The largest full Ethernet frame this module sends (used by `-B`).
     fn max_frame_len(&self) -> usize;
     /// The module's output fields (the schema adds IP and system fields around them).
-    fn fields(&self) -> &'static [FieldDef];
+    fn fields(&self) -> &'static [FieldDef] {
+        self.info().fields
+    }
     /// The receive filter.
     fn reply_filter(&self) -> ReplyFilter;
     /// Whether source-port validation is on by default.

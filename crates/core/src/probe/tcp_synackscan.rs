@@ -88,20 +88,11 @@ impl TcpSynAckScan {
 }
 
 impl ProbeModule for TcpSynAckScan {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         FRAME_LEN
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::TcpSynAckRstOrIcmp, snaplen: 96 }

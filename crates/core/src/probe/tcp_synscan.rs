@@ -161,20 +161,11 @@ impl TcpSynScan {
 }
 
 impl ProbeModule for TcpSynScan {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         ETH_IP_LEN + self.style.tcp_len()
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::TcpSynAckRstOrIcmp, snaplen: 96 }

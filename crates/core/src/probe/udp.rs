@@ -141,20 +141,11 @@ impl UdpScan {
 }
 
 impl ProbeModule for UdpScan {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         ETH_IP_LEN + udp::HEADER_LEN + self.payload.max_len()
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::UdpOrIcmp, snaplen: 1516 }

@@ -166,20 +166,11 @@ fn utf8_prefix(b: &[u8]) -> &str {
 }
 
 impl ProbeModule for UpnpScan {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn needs_ports(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProbeInfo {
+        &INFO
     }
     fn max_frame_len(&self) -> usize {
         PAYLOAD_AT + QUERY.len()
-    }
-    fn fields(&self) -> &'static [FieldDef] {
-        &FIELDS
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::UdpOrIcmp, snaplen: 2048 }
