@@ -8,8 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use rzmap_core::handshake::{Action, HandshakeConfig, HandshakeTable, LinkHeader};
-use rzmap_wire::ipv4::{self, Ipv4Packet};
-use rzmap_wire::tcp::{self, TcpPacket};
+use rzmap_wire::tcp;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -20,29 +19,12 @@ const ISS: u32 = 1000;
 const IRS: u32 = 5000;
 const PAYLOAD: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 
+#[path = "support/peer_segment.rs"]
+mod peer_segment;
+
 fn packet(peer: u32, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let src = Ipv4Addr::from(0xc613_0000 | peer);
-    let total = 40 + payload.len();
-    let mut b = vec![0u8; total];
-    b[32] = 5 << 4;
-    let mut ip = Ipv4Packet::new_unchecked(&mut b[..20]);
-    ip.set_version_and_header_len(20);
-    ip.set_total_len(total as u16);
-    ip.set_ttl(60);
-    ip.set_protocol(ipv4::PROTO_TCP);
-    ip.set_src(src);
-    ip.set_dst(US);
-    ip.fill_checksum();
-    b[40..].copy_from_slice(payload);
-    let mut t = TcpPacket::new_checked(&mut b[20..]).expect("tcp header");
-    t.set_src_port(443);
-    t.set_dst_port(40_000);
-    t.set_seq(seq);
-    t.set_ack(ack);
-    t.set_flags(flags);
-    t.set_window(1000);
-    t.fill_checksum(src, US);
-    b
+    peer_segment::peer_segment(src, US, (443, 40_000), (seq, ack, flags), payload)
 }
 
 /// The packets of one connection: SYN-ACK, two data segments (the second out of order
