@@ -64,14 +64,6 @@ impl AesRand {
         self.half_left = true;
         u64::from_le_bytes(self.state[0..8].try_into().expect("8 bytes"))
     }
-
-    /// Fills `out` with random bytes, one word at a time.
-    pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let w = self.next_word().to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -362,11 +362,6 @@ impl Subshard {
         }
     }
 
-    /// True once the arc is finished or the budget used up.
-    pub fn is_done(&self) -> bool {
-        self.done || self.budget == 0
-    }
-
     /// This subshard's index `i = shard × threads + thread`.
     pub fn index(&self) -> u32 {
         self.index

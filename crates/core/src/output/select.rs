@@ -91,12 +91,6 @@ impl FieldSelection {
         Self { indices: (0..schema.len()).collect() }
     }
 
-    /// The given schema indices, in this order. Indices must be valid for the schema the
-    /// selection is used with.
-    pub fn from_indices(indices: Vec<usize>) -> Self {
-        Self { indices }
-    }
-
     /// The selected schema indices, in output order.
     pub fn indices(&self) -> &[usize] {
         &self.indices

@@ -147,19 +147,6 @@ pub struct ReplyFilter {
     pub snaplen: u32,
 }
 
-impl ReplyFilter {
-    /// The equivalent pcap expression, for logs and metadata.
-    pub fn pcap_expression(&self) -> &'static str {
-        match self.kind {
-            ReplyFilterKind::TcpSynAckRstOrIcmp => {
-                "(tcp && tcp[13] & 4 != 0 || tcp[13] == 18) || icmp"
-            }
-            ReplyFilterKind::IcmpNotEchoRequest => "icmp and icmp[0]!=8",
-            ReplyFilterKind::UdpOrIcmp => "udp || icmp",
-        }
-    }
-}
-
 /// A set of 16-bit ports (the target ports), one bit each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortBitmap {
