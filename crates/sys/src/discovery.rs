@@ -32,6 +32,8 @@ pub struct Link {
     pub running: bool,
     /// MTU, when reported.
     pub mtu: Option<u32>,
+    /// Number of transmit queues, when reported.
+    pub tx_queues: Option<u32>,
 }
 
 /// The IPv4 default route.
@@ -171,12 +173,14 @@ fn parse_link(m: &[u8]) -> Option<Link> {
         up: flags & libc::IFF_UP as u32 != 0,
         running: flags & libc::IFF_RUNNING as u32 != 0,
         mtu: None,
+        tx_queues: None,
     };
     for (ty, v) in netlink::attrs(&m[16..]) {
         match ty {
             1 => link.mac = netlink::attr_mac(v), // IFLA_ADDRESS
             3 => link.name = String::from_utf8_lossy(v.split(|&b| b == 0).next()?).into_owned(), // IFLA_IFNAME
             4 => link.mtu = netlink::attr_u32(v), // IFLA_MTU
+            31 => link.tx_queues = netlink::attr_u32(v), // IFLA_NUM_TX_QUEUES
             _ => {}
         }
     }
@@ -601,6 +605,7 @@ mod tests {
                 up: true,
                 running: false,
                 mtu: Some(1500),
+                tx_queues: None,
             }
         );
         assert!(parse_link(&m[..10]).is_none());

@@ -38,3 +38,4 @@ pub mod send;
 pub mod signals;
 mod sock;
 pub mod tx_ring;
+pub mod xdp;

@@ -10,7 +10,8 @@
 //! `sendmmsg` (batches of `--batch`, default 64) and `qdisc-bypass` (batches plus
 //! `PACKET_QDISC_BYPASS`), `tx-ring` (batches copied into a TPACKET_V2 transmit ring,
 //! [`TxRingSender`], one kick per batch) and `tx-ring-bypass` (the ring plus
-//! `PACKET_QDISC_BYPASS`). Frames are templates written once per batch slot; per frame only
+//! `PACKET_QDISC_BYPASS`) and `af-xdp` (batches copied into the UMEM of an AF_XDP socket in
+//! copy mode, [`XdpSender`], kicked until the batch is sent). Frames are templates written once per batch slot; per frame only
 //! the destination address and port and the two checksums are patched.
 //!
 //! Output (one line, stdout): `mode=… batch=… sent=… failed=… secs=… pps=… cpu_s=…`, where
@@ -24,9 +25,10 @@ use rzmap_sys::discovery::link_by_name;
 use rzmap_sys::netns::{enter_netns, require_in_netns};
 use rzmap_sys::send::{AfPacketSender, SendOutcome};
 use rzmap_sys::tx_ring::{TxRingConfig, TxRingSender};
+use rzmap_sys::xdp::{XdpConfig, XdpSender};
 
 const USAGE: &str = "usage: rzmap-blast --netns NS --iface IF --src IP --gw-mac MAC \
---dst 198.18.0.0/16 [--ports N] [--mode sendto|sendmmsg|qdisc-bypass|tx-ring|tx-ring-bypass] [--batch N] [--count N]";
+--dst 198.18.0.0/16 [--ports N] [--mode sendto|sendmmsg|qdisc-bypass|tx-ring|tx-ring-bypass|af-xdp] [--batch N] [--count N]";
 
 /// Length of the frames sent (Ethernet minimum without FCS).
 const FRAME_LEN: usize = 60;
@@ -42,6 +44,7 @@ enum Mode {
     QdiscBypass,
     TxRing,
     TxRingBypass,
+    AfXdp,
 }
 
 impl Mode {
@@ -52,6 +55,7 @@ impl Mode {
             Mode::QdiscBypass => "qdisc-bypass",
             Mode::TxRing => "tx-ring",
             Mode::TxRingBypass => "tx-ring-bypass",
+            Mode::AfXdp => "af-xdp",
         }
     }
 }
@@ -115,6 +119,7 @@ fn parse_args() -> Result<Opts, String> {
                     "qdisc-bypass" => Mode::QdiscBypass,
                     "tx-ring" => Mode::TxRing,
                     "tx-ring-bypass" => Mode::TxRingBypass,
+                    "af-xdp" => Mode::AfXdp,
                     _ => return Err(bad()),
                 }
             }
@@ -201,10 +206,11 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// The two send back ends.
+/// The three send back ends.
 enum Sender {
     Mmsg(AfPacketSender),
     Ring(TxRingSender),
+    Xdp(Box<XdpSender>),
 }
 
 struct Report {
@@ -226,6 +232,12 @@ fn blast(o: &Opts) -> Result<Report, String> {
             .map_err(|e| format!("AF_PACKET transmit ring on {}: {e}", o.iface))?;
         s.set_retries(0);
         Sender::Ring(s)
+    } else if o.mode == Mode::AfXdp {
+        let s = XdpSender::open(link.index, &XdpConfig::default())
+            .map_err(|e| format!("AF_XDP socket on {}: {e}", o.iface))?;
+        // Default retries: a kick that finds the socket buffer full of skbs in flight
+        // (EAGAIN, no progress) is normal here and must not fail the batch.
+        Sender::Xdp(Box::new(s))
     } else {
         let mut s = AfPacketSender::open(link.index, o.gw_mac)
             .map_err(|e| format!("AF_PACKET socket on {}: {e}", o.iface))?;
@@ -258,6 +270,7 @@ fn blast(o: &Opts) -> Result<Report, String> {
         let out: SendOutcome = match &mut sender {
             Sender::Mmsg(s) => s.send_from(frames),
             Sender::Ring(s) => s.send_from(frames),
+            Sender::Xdp(s) => s.send_from(frames),
         };
         sent += out.sent as u64;
         failed += out.failed as u64;
