@@ -150,9 +150,10 @@ pub struct Args {
     #[arg(short = 'X', long = "iplayer", action = ArgAction::SetTrue, help_heading = NET)]
     pub iplayer: bool,
 
-    /// How Ethernet frames are handed to the kernel: sendmmsg (default) or tx-ring
-    /// (a PACKET_TX_RING, one kick per batch); see BENCHMARKS.md "Send back ends"
-    #[arg(long = "send-backend", value_name = "NAME", hide = true, help_heading = NET)]
+    /// rzmap: how frames reach the kernel: auto (default; AF_XDP for each sender thread
+    /// whose interface queue takes it, else sendmmsg), af-xdp, sendmmsg or tx-ring
+    /// (see BENCHMARKS.md "Send back ends")
+    #[arg(long = "send-backend", value_name = "NAME", help_heading = NET)]
     pub send_backend: Option<String>,
 
     /// netmap only: wait for an echo reply from this address (not supported by rzmap)

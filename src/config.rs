@@ -84,11 +84,16 @@ pub enum DryRun {
 /// How the live path hands Ethernet frames to the kernel (`--send-backend`, hidden).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum SendBackend {
-    /// `sendmmsg` batches on an AF_PACKET socket (the default).
+    /// AF_XDP where the interface and kernel allow it (a transmit queue per sender thread),
+    /// `sendmmsg` for the threads where they do not (the default).
     #[default]
+    Auto,
+    /// `sendmmsg` batches on an AF_PACKET socket.
     Sendmmsg,
     /// A TPACKET_V2 `PACKET_TX_RING`, one kick per batch.
     TxRing,
+    /// An AF_XDP socket in copy mode, sender thread `t` on interface queue `t`.
+    AfXdp,
 }
 
 /// Where a stream of output goes.
@@ -378,18 +383,22 @@ pub fn resolve(
     let retries = parse_or("--retries", opt(&args.retries), 0, u32::MAX.into(), 10)? as u32;
 
     let send_backend = match opt(&args.send_backend) {
-        None | Some("sendmmsg") => SendBackend::Sendmmsg,
-        Some("tx-ring") if args.iplayer => {
+        None | Some("auto") => SendBackend::Auto,
+        Some("sendmmsg") => SendBackend::Sendmmsg,
+        Some(name @ ("tx-ring" | "af-xdp")) if args.iplayer => {
             return Err(InputError::new(
                 "--send-backend",
-                "tx-ring sends Ethernet frames and cannot be used with --iplayer",
+                format!("{name} sends Ethernet frames and cannot be used with --iplayer"),
             ));
         }
         Some("tx-ring") => SendBackend::TxRing,
+        Some("af-xdp") => SendBackend::AfXdp,
         Some(other) => {
             return Err(InputError::new(
                 "--send-backend",
-                format!("unknown send back end {other:?} (expected sendmmsg or tx-ring)"),
+                format!(
+                    "unknown send back end {other:?} (expected auto, af-xdp, sendmmsg or tx-ring)"
+                ),
             ));
         }
     };
@@ -1329,9 +1338,11 @@ mod tests {
         assert_eq!(c.source_mac, Some([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]));
         assert_eq!(c.interface.as_deref(), Some("veth0"));
         assert!(c.iplayer);
-        assert_eq!(c.send_backend, SendBackend::Sendmmsg);
+        assert_eq!(c.send_backend, SendBackend::Auto);
         let ring = resolve_args(&["--send-backend=tx-ring"]).unwrap();
         assert_eq!(ring.send_backend, SendBackend::TxRing);
+        let xdp = resolve_args(&["--send-backend=af-xdp"]).unwrap();
+        assert_eq!(xdp.send_backend, SendBackend::AfXdp);
         let mmsg = resolve_args(&["--send-backend", "sendmmsg"]).unwrap();
         assert_eq!(mmsg.send_backend, SendBackend::Sendmmsg);
         assert_eq!(c.dryrun, DryRun::Fast);
@@ -1398,7 +1409,7 @@ mod tests {
             (&["-v", "6"], "--verbosity: expected a whole number from 0 to 5, got \"6\""),
             (
                 &["--send-backend", "xdp"],
-                "--send-backend: unknown send back end \"xdp\" (expected sendmmsg or tx-ring)",
+                "--send-backend: unknown send back end \"xdp\" (expected auto, af-xdp, sendmmsg or tx-ring)",
             ),
             (
                 &["--send-backend=tx-ring", "-X"],

@@ -884,6 +884,48 @@ fn iplayer_mode_matches_truth() {
     t.assert_blocklist_untouched();
 }
 
+/// Every send back end finds exactly the truth: AF_XDP (the default: one socket per sender
+/// thread on its own veth queue, the lab's veth has 4), sendmmsg and the transmit ring; with
+/// more threads than queues the extra threads fall back to sendmmsg and say so, unless
+/// `--send-backend=af-xdp` insists, which fails with a one-line error naming the flag.
+#[test]
+fn send_back_ends_match_truth() {
+    let Some(mut t) = build(spec("198.18.96.0/20", 96)) else { return };
+    let p = t.prefix();
+    let open = set(&t.truth().open_tcp);
+    let sent = t.lab.prefix().size() - 7;
+    for backend in [None, Some("af-xdp"), Some("sendmmsg"), Some("tx-ring")] {
+        let flag = backend.map(|b| format!("--send-backend={b}"));
+        let mut args = vec!["-p", "80", &p, "-r", "20000", "-T", "2", "-c", COOLDOWN, "-v", "5"];
+        args.extend(flag.as_deref());
+        let r = t.scan(&args);
+        r.assert_ok();
+        assert_same(&format!("{backend:?}: open set"), &r.saddrs(), &open, &r);
+        assert_eq!(r.meta_u64("packets_sent"), sent, "{}", r.context());
+        let xdp_threads = r.stderr.matches("AF_XDP on ").count();
+        let want = if matches!(backend, None | Some("af-xdp")) { 2 } else { 0 };
+        assert_eq!(xdp_threads, want, "{backend:?}: threads on AF_XDP\n{}", r.context());
+    }
+    // Six threads, four queues: threads 4 and 5 use sendmmsg, and the scan is still exact.
+    let r = t.scan(&["-p", "80", &p, "-r", "20000", "-T", "6", "-c", COOLDOWN, "-v", "5"]);
+    r.assert_ok();
+    assert_same("-T 6: open set", &r.saddrs(), &open, &r);
+    assert_eq!(r.stderr.matches("AF_XDP on ").count(), 4, "{}", r.context());
+    for thread in [4, 5] {
+        let line = format!("sender thread {thread} uses sendmmsg");
+        assert!(r.stderr.contains(&line), "no {line:?}\n{}", r.context());
+    }
+    let r = t.scan(&["-p", "80", &p, "-T", "6", "--send-backend=af-xdp", "-c", "0"]);
+    assert!(!r.status.success(), "{}", r.context());
+    let err = r.stderr.lines().find(|l| l.contains("error")).unwrap_or_default().to_string();
+    assert!(
+        err.contains("--send-backend") && err.contains("queue 4"),
+        "one-line error naming the flag and the queue: {err:?}\n{}",
+        r.context()
+    );
+    t.assert_blocklist_untouched();
+}
+
 /// Forged TCP replies (wrong ack, wrong ports, bad RST) injected for silent hosts are never
 /// reported and are counted as validation failures; a router's ICMP error about a probe is
 /// reported with the target as saddr.

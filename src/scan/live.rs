@@ -4,6 +4,8 @@
 //! - [`IpLayerTx`]: a [`RawIpSender`] sending frames from byte 14 (`-X`);
 //! - [`TxRingTx`]: a [`TxRingSender`] sending whole Ethernet frames through a transmit ring
 //!   (`--send-backend=tx-ring`);
+//! - [`XdpTx`]: an [`XdpSender`] sending whole Ethernet frames through an AF_XDP socket
+//!   (`--send-backend=af-xdp`);
 //! - [`RingRx`]: a [`PacketRing`] with the probe module's BPF filter; it strips the link header
 //!   (14 bytes, or none on the cooked ring used with `-X`) and hands IP packets to the engine.
 //!
@@ -22,6 +24,7 @@ use rzmap_sys::process::pin_current_thread;
 use rzmap_sys::ring::{PacketRing, RingConfig};
 use rzmap_sys::send::{AfPacketSender, RawIpSender};
 use rzmap_sys::tx_ring::TxRingSender;
+use rzmap_sys::xdp::XdpSender;
 
 /// The last send error number seen by any sender (0 = none), for the log.
 #[derive(Debug, Default)]
@@ -139,6 +142,27 @@ impl PacketTx for TxRingTx {
     }
 }
 
+/// Whole Ethernet frames through an AF_XDP socket in copy mode (`--send-backend=af-xdp`).
+pub struct XdpTx {
+    sender: XdpSender,
+    cpu: Option<usize>,
+    errors: Arc<SendErrors>,
+}
+
+impl XdpTx {
+    /// Wraps an opened AF_XDP sender; pins its thread to `cpu` on first use.
+    pub fn new(sender: XdpSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
+        Self { sender, cpu, errors }
+    }
+}
+
+impl PacketTx for XdpTx {
+    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
+        pin(&mut self.cpu);
+        outcome(self.sender.send_from(batch.frames()), &self.errors)
+    }
+}
+
 /// Any live sender, so all sender threads have one type.
 pub enum LiveTx {
     /// AF_PACKET, `sendmmsg`.
@@ -147,6 +171,8 @@ pub enum LiveTx {
     IpLayer(IpLayerTx),
     /// AF_PACKET transmit ring.
     TxRing(TxRingTx),
+    /// AF_XDP, copy mode.
+    AfXdp(XdpTx),
 }
 
 impl PacketTx for LiveTx {
@@ -155,6 +181,7 @@ impl PacketTx for LiveTx {
             LiveTx::Ethernet(t) => t.send_batch(batch),
             LiveTx::IpLayer(t) => t.send_batch(batch),
             LiveTx::TxRing(t) => t.send_batch(batch),
+            LiveTx::AfXdp(t) => t.send_batch(batch),
         }
     }
 }

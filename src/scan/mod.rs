@@ -64,7 +64,9 @@ use crate::targets::Targets;
 
 use self::dryrun::{FastDryRun, FastRecordBuilder, StdoutSlot, TextDryRun};
 use self::handler::OutputHandler;
-use self::live::{EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors, TxRingTx};
+use self::live::{
+    EthernetTx, IpLayerTx, LiveTx, NoRx, Pinned, RingRx, SendErrors, TxRingTx, XdpTx,
+};
 use self::report::{Reporter, RunFacts};
 
 /// How long discovery waits for the gateway to answer ARP.
@@ -567,15 +569,57 @@ impl Context<'_> {
                 s.set_retries(config.retries);
                 LiveTx::TxRing(TxRingTx::new(s, cpu, Arc::clone(&errors)))
             } else {
-                let mut s = rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
-                    .map_err(|e| {
-                        InputError::new(
-                            "--interface",
-                            format!("cannot open a packet socket on {}: {e}", addr.iface),
-                        )
-                    })?;
-                s.set_retries(config.retries);
-                LiveTx::Ethernet(EthernetTx::new(s, cpu, Arc::clone(&errors)))
+                let xdp = match config.send_backend {
+                    SendBackend::Auto | SendBackend::AfXdp => {
+                        let xdp =
+                            rzmap_sys::xdp::XdpConfig { queue: t as u32, ..Default::default() };
+                        rzmap_sys::xdp::XdpSender::open(addr.ifindex, &xdp)
+                            .map_err(|e| format!("{} queue {t}: {e}", addr.iface))
+                    }
+                    _ => Err(String::new()),
+                };
+                match xdp {
+                    Ok(mut s) => {
+                        s.set_retries(config.retries);
+                        self.logger.debug(
+                            "send",
+                            format_args!("sender thread {t}: AF_XDP on {} queue {t}", addr.iface),
+                        );
+                        LiveTx::AfXdp(XdpTx::new(s, cpu, Arc::clone(&errors)))
+                    }
+                    Err(e) if config.send_backend == SendBackend::AfXdp => {
+                        return Err(InputError::new(
+                            "--send-backend",
+                            format!(
+                                "cannot open an AF_XDP socket on {e} (af-xdp needs one \
+                                 interface transmit queue per sender thread)"
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        if config.send_backend == SendBackend::Auto {
+                            self.logger.info(
+                                "send",
+                                format_args!(
+                                    "AF_XDP not available on {e}; sender thread {t} uses sendmmsg"
+                                ),
+                            );
+                        }
+                        let mut s =
+                            rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
+                                .map_err(|e| {
+                                    InputError::new(
+                                        "--interface",
+                                        format!(
+                                            "cannot open a packet socket on {}: {e}",
+                                            addr.iface
+                                        ),
+                                    )
+                                })?;
+                        s.set_retries(config.retries);
+                        LiveTx::Ethernet(EthernetTx::new(s, cpu, Arc::clone(&errors)))
+                    }
+                }
             };
             txs.push(tx);
         }

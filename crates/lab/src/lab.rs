@@ -21,6 +21,8 @@ pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x72, 0x7a, 0x00, 0x00, 0x01];
 pub const TEST_LAB_PREFIX: &str = "rzl-";
 /// Prefix of the namespace names of labs kept by `rzmap-lab up` until `down`.
 pub const KEPT_LAB_PREFIX: &str = "rzu-";
+/// Transmit and receive queues on each end of the lab's veth pair (as a string for `ip`).
+pub const VETH_QUEUES: &str = "4";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -233,6 +235,12 @@ impl Lab {
                 scan,
                 "address",
                 &i.scanner_mac,
+                // Several queues, like a multi-queue NIC: each sender thread of an AF_XDP
+                // scan binds its own transmit queue.
+                "numtxqueues",
+                VETH_QUEUES,
+                "numrxqueues",
+                VETH_QUEUES,
                 "type",
                 "veth",
                 "peer",
@@ -242,6 +250,10 @@ impl Lab {
                 net,
                 "address",
                 &i.gateway_mac,
+                "numtxqueues",
+                VETH_QUEUES,
+                "numrxqueues",
+                VETH_QUEUES,
             ],
         ))?;
         let (sip, gip) = (i.scanner_ip.to_string(), i.gateway_ip.to_string());
