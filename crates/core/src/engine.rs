@@ -49,6 +49,43 @@ pub trait FrameBuilder: Send {
     /// Writes the frame of probe `probe` (0-based, `< -P`) to `target` from `src_ip` into
     /// `buf` and returns its length (0 = nothing to send).
     fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize;
+
+    /// Writes the frames of up to [`GROUP`] probes into the next slots of `batch` (which has
+    /// room for all of them), committing each non-empty one; returns how many it committed.
+    /// The default builds them one by one; a builder can override it to share work across
+    /// the group (e.g. several AES blocks in one pipelined call).
+    fn build_group(&mut self, batch: &mut FrameBatch, probes: &[ProbeSpec]) -> usize {
+        let mut built = 0;
+        for p in probes {
+            let len = self.build(batch.next_slot(), &p.target, p.probe, p.src);
+            if len > 0 {
+                batch.commit(len);
+                built += 1;
+            }
+        }
+        built
+    }
+}
+
+/// Probes the send loop hands to [`FrameBuilder::build_group`] at once (at most).
+pub const GROUP: usize = 8;
+const _: () = assert!(GROUP <= crate::validate::MAX_GROUP);
+
+/// One probe to build: its target, its number (`< -P`) and its source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// The target.
+    pub target: Target,
+    /// The probe's number for this target (0-based).
+    pub probe: u32,
+    /// Our source address for it.
+    pub src: Ipv4Addr,
+}
+
+impl ProbeSpec {
+    /// A placeholder (fills unused entries of a group array).
+    pub const EMPTY: ProbeSpec =
+        ProbeSpec { target: Target::v4(0, 0), probe: 0, src: Ipv4Addr::UNSPECIFIED };
 }
 
 impl<F: FnMut(&mut [u8], &Target, u32, Ipv4Addr) -> usize + Send> FrameBuilder for F {
@@ -534,31 +571,46 @@ where
             }
             Pace::Send(n) => {
                 let mut built = 0;
+                let mut group = [ProbeSpec::EMPTY; GROUP];
                 while built < n {
-                    if must_stop(sh) {
-                        break 'scan;
-                    }
-                    if probe >= probes {
-                        let Some(t) = targets.next_target() else {
-                            current = None;
-                            st.exhausted = true;
-                            break 'scan;
-                        };
-                        current = Some(Current::new(t));
-                        st.targets += 1;
-                        probe = 0;
-                    }
-                    let Some(cur) = current else { break 'scan };
-                    let target = cur.target();
-                    let src = source_ip(&cfg.src_ips, &target, probe);
-                    let len = builder.build(batch.next_slot(), &target, probe, src);
-                    probe += 1;
-                    if len > 0 {
-                        batch.commit(len);
-                        built += 1;
-                        if batch.is_full() {
-                            flush(&mut tx, &mut batch, &mut st, &mut published, counters);
+                    // Gather up to GROUP probes (no more than are due or fit in the batch),
+                    // then build them together.
+                    let due = usize::try_from(n - built).unwrap_or(usize::MAX);
+                    let room = due.min(batch.capacity() - batch.len()).min(GROUP);
+                    let mut k = 0;
+                    let mut last = false;
+                    while k < room {
+                        if must_stop(sh) {
+                            last = true;
+                            break;
                         }
+                        if probe >= probes {
+                            let Some(t) = targets.next_target() else {
+                                current = None;
+                                st.exhausted = true;
+                                last = true;
+                                break;
+                            };
+                            current = Some(Current::new(t));
+                            st.targets += 1;
+                            probe = 0;
+                        }
+                        let Some(cur) = current else {
+                            last = true;
+                            break;
+                        };
+                        let target = cur.target();
+                        let src = source_ip(&cfg.src_ips, &target, probe);
+                        group[k] = ProbeSpec { target, probe, src };
+                        probe += 1;
+                        k += 1;
+                    }
+                    built += builder.build_group(&mut batch, &group[..k]) as u32;
+                    if batch.is_full() {
+                        flush(&mut tx, &mut batch, &mut st, &mut published, counters);
+                    }
+                    if last {
+                        break 'scan;
                     }
                 }
                 pacer.sent(built);

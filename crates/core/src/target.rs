@@ -16,7 +16,7 @@ pub struct Target {
 
 impl Target {
     /// An IPv4 target from a host-order address.
-    pub fn v4(addr: u32, port: u16) -> Self {
-        Self { addr: IpAddr::V4(Ipv4Addr::from(addr)), port }
+    pub const fn v4(addr: u32, port: u16) -> Self {
+        Self { addr: IpAddr::V4(Ipv4Addr::from_bits(addr)), port }
     }
 }

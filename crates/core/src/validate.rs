@@ -56,6 +56,31 @@ impl Validator {
     }
 }
 
+impl Validator {
+    /// [`Validator::words`] for several probes at once: `out[i]` gets the words of
+    /// `probes[i]` = (src, dst, dport). The blocks go through the cipher in one call, which
+    /// pipelines them (several times faster per block than one call each).
+    ///
+    /// Panics if `out` is shorter than `probes` or `probes` is longer than [`MAX_GROUP`].
+    pub fn words_many(&self, probes: &[(Ipv4Addr, Ipv4Addr, u16)], out: &mut [[u32; 4]]) {
+        let mut blocks = [aes::Block::default(); MAX_GROUP];
+        let blocks = &mut blocks[..probes.len()];
+        for (b, (src, dst, dport)) in blocks.iter_mut().zip(probes) {
+            b[0..4].copy_from_slice(&src.octets());
+            b[4..8].copy_from_slice(&dst.octets());
+            b[8..10].copy_from_slice(&dport.to_be_bytes());
+        }
+        self.cipher.encrypt_blocks(blocks);
+        for (o, b) in out.iter_mut().zip(blocks.iter()) {
+            let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            *o = [w(0), w(4), w(8), w(12)];
+        }
+    }
+}
+
+/// Most probes [`Validator::words_many`] takes at once.
+pub const MAX_GROUP: usize = 16;
+
 impl From<[u8; 16]> for Validator {
     fn from(key: [u8; 16]) -> Self {
         Self::new(key)
@@ -65,6 +90,28 @@ impl From<[u8; 16]> for Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_many_matches_words() {
+        let v = Validator::new([3u8; 16]);
+        let probes: Vec<(Ipv4Addr, Ipv4Addr, u16)> = (0..MAX_GROUP as u32)
+            .map(|i| {
+                (
+                    Ipv4Addr::from(0xc612_0000 + i),
+                    Ipv4Addr::from(0xc613_0000 ^ (i * 7919)),
+                    i as u16,
+                )
+            })
+            .collect();
+        for n in 0..=MAX_GROUP {
+            let mut out = [[0u32; 4]; MAX_GROUP];
+            v.words_many(&probes[..n], &mut out);
+            for (i, &(s, d, p)) in probes[..n].iter().enumerate() {
+                assert_eq!(out[i], v.words(s, d, p), "group of {n}, probe {i}");
+            }
+            assert!(out[n..].iter().all(|w| *w == [0; 4]), "nothing written past the group");
+        }
+    }
 
     #[test]
     fn block_layout_matches_zmap() {

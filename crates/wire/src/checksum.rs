@@ -4,15 +4,22 @@
 use std::net::Ipv4Addr;
 
 /// Adds `data` as big-endian 16-bit words to a running sum (an odd last byte is padded with
-/// zero). The sum is kept unfolded in a `u64`, which cannot overflow for any buffer that fits
-/// in memory.
+/// zero). The sum is kept unfolded in a `u64`, which cannot overflow for buffers below 16 GiB.
+///
+/// Words are added 32 bits at a time (a 32-bit one's-complement sum folds to the same 16-bit
+/// sum, RFC 1071), halving the additions of a header-sized input.
+#[inline]
 pub fn sum(data: &[u8], initial: u64) -> u64 {
     let mut acc = initial;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
+    let mut quads = data.chunks_exact(4);
+    for c in &mut quads {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let mut pairs = quads.remainder().chunks_exact(2);
+    for c in &mut pairs {
         acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = pairs.remainder() {
         acc += u64::from(*last) << 8;
     }
     acc
@@ -31,11 +38,17 @@ pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))
 }
 
+/// The unfolded sum of an IPv4 address's two 16-bit words.
+#[inline]
+pub fn addr_sum(a: Ipv4Addr) -> u64 {
+    let v = a.to_bits();
+    u64::from(v >> 16) + u64::from(v & 0xffff)
+}
+
 /// The unfolded sum of the IPv4 pseudo-header for a transport segment of `len` bytes.
+#[inline]
 pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
-    let s = src.octets();
-    let d = dst.octets();
-    sum(&s, 0) + sum(&d, 0) + u64::from(protocol) + u64::from(len)
+    addr_sum(src) + addr_sum(dst) + u64::from(protocol) + u64::from(len)
 }
 
 /// The TCP or UDP checksum of `segment` (whose checksum field must be zero, or be included
@@ -83,6 +96,32 @@ mod tests {
         // A long run of 0xffff words must still fold completely.
         let data = vec![0xffu8; 1 << 16];
         assert_eq!(fold(sum(&data, 0)), 0xffff);
+    }
+
+    #[test]
+    fn wide_words_fold_like_16_bit_words() {
+        // The reference: RFC 1071's 16-bit word sum, one word at a time.
+        fn reference(data: &[u8]) -> u16 {
+            let mut acc = 0u64;
+            for w in data.chunks(2) {
+                acc += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            fold(acc)
+        }
+        let mut data = Vec::new();
+        let mut x = 0x9e37_79b9u32;
+        for len in 0..200usize {
+            data.clear();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                data.push(x as u8);
+            }
+            assert_eq!(fold(sum(&data, 0)), reference(&data), "len {len}");
+        }
+        assert_eq!(fold(sum(&[0xff; 64], 0)), reference(&[0xff; 64]));
+        assert_eq!(fold(sum(&[], 0)), 0);
     }
 
     #[test]

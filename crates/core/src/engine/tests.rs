@@ -429,9 +429,11 @@ fn a_stop_inside_a_target_leaves_its_remaining_probes_pending() {
     let ctl = Controls::new(0);
     let cfg = EngineConfig { probes_per_target: 3, ..config() };
     let ctl_ref = &ctl;
-    // The builder raises the stop flag while building probe 1 of the sixth target.
+    // The builder raises the stop flag while building probe 1 of the first target. The
+    // sender honours it once the group of probes it gathered is built: GROUP probes, which
+    // with 3 probes per target ends inside target GROUP / 3.
     let builder = move |buf: &mut [u8], t: &Target, probe: u32, src: Ipv4Addr| {
-        if *t == Target::v4(0x0A00_0005, 80) && probe == 1 {
+        if *t == Target::v4(0x0A00_0000, 80) && probe == 1 {
             ctl_ref.request_stop();
         }
         build(buf, t, probe, src)
@@ -440,12 +442,14 @@ fn a_stop_inside_a_target_leaves_its_remaining_probes_pending() {
     let none: Option<ReceiverSetup<LoopbackRx, Handler>> = None;
     let report = run(&cfg, &ctl, &SystemClock, senders, none, |_| {});
     let st = report.senders[0];
-    assert_eq!(st.pending, Some((Target::v4(0x0A00_0005, 80), 2)));
-    assert_eq!((st.targets, st.sent), (6, 17));
+    let (last, next) = ((GROUP / 3) as u32, (GROUP % 3) as u32);
+    assert!(next > 0, "the group must end inside a target for this test");
+    assert_eq!(st.pending, Some((Target::v4(0x0A00_0000 + last, 80), next)));
+    assert_eq!((st.targets, st.sent), (u64::from(last) + 1, GROUP as u64));
     assert!(!st.exhausted);
-    assert_eq!(report.counters.targets_scanned, 6);
-    assert_eq!(report.counters.sent, 17);
-    assert_eq!(net.sent_frames().len(), 17);
+    assert_eq!(report.counters.targets_scanned, u64::from(last) + 1);
+    assert_eq!(report.counters.sent, GROUP as u64);
+    assert_eq!(net.sent_frames().len(), GROUP);
 }
 
 #[test]

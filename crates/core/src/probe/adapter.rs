@@ -9,8 +9,9 @@ use rzmap_wire::ipv4::{self, Ipv4Packet};
 
 use super::{PortBitmap, ProbeConfig, ProbeInput, ProbeModule, Reject, ReplyCheck};
 use crate::aesrand::AesRand;
-use crate::engine::{FrameBuilder, Verdict};
+use crate::engine::{FrameBuilder, GROUP, ProbeSpec, Verdict};
 use crate::fields::{Record, Schema, Value};
+use crate::link::FrameBatch;
 use crate::target::Target;
 use crate::validate::Validator;
 
@@ -57,6 +58,35 @@ impl FrameBuilder for ProbeSender {
         let p =
             ProbeInput { src: src_ip, dst, dport: target.port, probe_num: probe, validation, now };
         self.module.make(buf, &self.cfg, &p, &mut self.rng)
+    }
+
+    fn build_group(&mut self, batch: &mut FrameBatch, probes: &[ProbeSpec]) -> usize {
+        // The validation words of the whole group in one cipher call.
+        let mut keys = [(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0u16); GROUP];
+        let mut n = 0;
+        for p in probes {
+            let IpAddr::V4(dst) = p.target.addr else { continue };
+            keys[n] = (p.src, dst, p.target.port);
+            n += 1;
+        }
+        let mut words = [[0u32; 4]; GROUP];
+        self.validator.words_many(&keys[..n], &mut words);
+        let mut built = 0;
+        let v4 = probes.iter().filter(|p| p.target.addr.is_ipv4());
+        for ((p, &(src, dst, dport)), validation) in v4.zip(&keys[..n]).zip(words) {
+            let now = if self.uses_time {
+                SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
+            } else {
+                Duration::ZERO
+            };
+            let input = ProbeInput { src, dst, dport, probe_num: p.probe, validation, now };
+            let len = self.module.make(batch.next_slot(), &self.cfg, &input, &mut self.rng);
+            if len > 0 {
+                batch.commit(len);
+                built += 1;
+            }
+        }
+        built
     }
 }
 

@@ -98,11 +98,15 @@ impl ProbeConfig {
     }
 
     /// The source port of probe `probe_num` to a target with validation word `v1`:
-    /// `sport_first + ((v1 + probe_num) % sport_count)`.
+    /// `sport_first + ((v1 + probe_num) % sport_count)` (the sum taken without wrapping, as
+    /// [`ReplyCheck::port_in_window`] expects). One 32-bit division per probe.
     #[inline]
     pub fn source_port(&self, v1: u32, probe_num: u32) -> u16 {
-        let n = u64::from(self.sport_count.max(1));
-        let off = (u64::from(v1) + u64::from(probe_num)) % n;
+        let n = self.sport_count.max(1);
+        let mut off = u64::from(v1 % n) + u64::from(probe_num);
+        if off >= u64::from(n) {
+            off %= u64::from(n);
+        }
         self.sport_first.wrapping_add(off as u16)
     }
 }
@@ -625,13 +629,22 @@ pub(crate) fn write_eth_ip(buf: &mut [u8], cfg: &ProbeConfig, protocol: u8, ip_t
 }
 
 /// Patches addresses and IP ID of a prepared IPv4 header and recomputes its checksum.
+///
+/// The checksum is summed from the new values and the template's constant words, never by
+/// reading back bytes just written (a wide load over fresh narrow stores stalls the CPU).
 #[inline]
 pub(crate) fn patch_ip(buf: &mut [u8], p: &ProbeInput) {
-    let mut ip = Ipv4Packet::new_unchecked(&mut buf[14..ETH_IP_LEN]);
-    ip.set_src(p.src);
-    ip.set_dst(p.dst);
-    ip.set_ident((p.validation[3] & 0xffff) as u16);
-    ip.fill_checksum();
+    use rzmap_wire::checksum::{addr_sum, fold, sum};
+    let h = &mut buf[14..ETH_IP_LEN];
+    let ident = (p.validation[3] & 0xffff) as u16;
+    // Bytes 0..4 (version, TOS, length) and 6..10 (flags, fragment, TTL, protocol) are the
+    // template's; the checksum (10..12) counts as zero.
+    let s =
+        sum(&h[0..4], 0) + sum(&h[6..10], 0) + u64::from(ident) + addr_sum(p.src) + addr_sum(p.dst);
+    h[4..6].copy_from_slice(&ident.to_be_bytes());
+    h[10..12].copy_from_slice(&(!fold(s)).to_be_bytes());
+    h[12..16].copy_from_slice(&p.src.octets());
+    h[16..20].copy_from_slice(&p.dst.octets());
 }
 
 /// Writes a 16-bit value as C's `printf("%#04X")` does: `0X` and uppercase hex, zero-padded to
@@ -689,6 +702,22 @@ mod tests {
         assert_eq!(f(0x12), "0X12");
         assert_eq!(f(0x1), "0X01");
         assert_eq!(f(0), "0000");
+    }
+
+    #[test]
+    fn source_port_is_the_unwrapped_sum_modulo_the_range() {
+        let mut cfg = ProbeConfig::new([0; 6], [0; 6]);
+        for (first, count) in [(32768u16, 28233u32), (40000, 1), (1, 65535), (1000, 64)] {
+            cfg.sport_first = first;
+            cfg.sport_count = count;
+            for v1 in [0u32, 1, 28232, 28233, 0x8000_0000, u32::MAX - 1, u32::MAX] {
+                for probe in [0u32, 1, 2, 255, 28233, u32::MAX] {
+                    let naive = (u64::from(v1) + u64::from(probe)) % u64::from(count);
+                    let want = first.wrapping_add(naive as u16);
+                    assert_eq!(cfg.source_port(v1, probe), want, "v1 {v1} probe {probe}");
+                }
+            }
+        }
     }
 
     #[test]

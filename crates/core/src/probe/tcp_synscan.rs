@@ -191,15 +191,25 @@ impl ProbeModule for TcpSynScan {
     fn make(&self, buf: &mut [u8], cfg: &ProbeConfig, p: &ProbeInput, _rng: &mut AesRand) -> usize {
         let tcp_len = self.style.tcp_len();
         let end = ETH_IP_LEN + tcp_len;
+        use rzmap_wire::checksum::{fold, pseudo_header_sum, sum};
         patch_ip(buf, p);
         let seg = &mut buf[ETH_IP_LEN..end];
         let sport = cfg.source_port(p.validation[1], p.probe_num);
+        let seq = p.validation[0];
+        // Incremental: the template's constant words (acknowledgment, offset, flags, window,
+        // urgent pointer, options) plus the new values, without reading back the bytes
+        // written below (see `patch_ip`).
+        let s = pseudo_header_sum(p.src, p.dst, ipv4::PROTO_TCP, tcp_len as u16)
+            + sum(&seg[8..16], 0)
+            + sum(&seg[18..tcp_len], 0)
+            + u64::from(sport)
+            + u64::from(p.dport)
+            + u64::from(seq >> 16)
+            + u64::from(seq & 0xffff);
         seg[0..2].copy_from_slice(&sport.to_be_bytes());
         seg[2..4].copy_from_slice(&p.dport.to_be_bytes());
-        seg[4..8].copy_from_slice(&p.validation[0].to_be_bytes());
-        seg[16..18].fill(0);
-        let c = rzmap_wire::checksum::transport_checksum(p.src, p.dst, ipv4::PROTO_TCP, seg);
-        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        seg[4..8].copy_from_slice(&seq.to_be_bytes());
+        seg[16..18].copy_from_slice(&(!fold(s)).to_be_bytes());
         end
     }
 
