@@ -75,8 +75,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# The whole run is bounded: 10 minutes normally, 4 with --quick (the driver bounds each run too).
-limit=900
+# The whole run is bounded: 25 minutes normally, 5 with --quick (the driver bounds each run too).
+limit=1500
 case " ${args[*]-} " in *" --quick "*) limit=300 ;; esac
 timeout --signal=TERM --kill-after=20 "$limit" python3 scripts/bench_lab.py \
     --blast target/release/rzmap-blast --lab "$lab" "${rzmap_args[@]}" \

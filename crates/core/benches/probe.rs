@@ -40,6 +40,84 @@ fn bench_words(c: &mut Criterion) {
     });
 }
 
+/// One AES call per probe (the baseline) against one call per group of 8 (`words_many`),
+/// per probe.
+fn bench_words_grouped(c: &mut Criterion) {
+    let v = Validator::new([9; 16]);
+    let mut g = c.benchmark_group("validator_words_per_probe");
+    g.throughput(Throughput::Elements(8));
+    let mut i = 0u32;
+    g.bench_function("one_call_each_x8", |b| {
+        b.iter(|| {
+            let mut acc = 0u32;
+            for k in 0..8u32 {
+                acc ^= v.words(US, Ipv4Addr::from(i.wrapping_add(k)), 80)[0];
+            }
+            i = i.wrapping_add(8);
+            black_box(acc)
+        })
+    });
+    g.bench_function("grouped_8", |b| {
+        let mut keys = [(US, US, 80u16); 8];
+        let mut out = [[0u32; 4]; 8];
+        b.iter(|| {
+            for (k, key) in keys.iter_mut().enumerate() {
+                key.1 = Ipv4Addr::from(i.wrapping_add(k as u32));
+            }
+            v.words_many(&keys, &mut out);
+            i = i.wrapping_add(8);
+            black_box(out[7][0])
+        })
+    });
+    g.finish();
+}
+
+/// The sender's grouped path (`build_group`: 8 probes, one AES call) per probe, against
+/// `build` one probe at a time in the same run.
+fn bench_sender_grouped(c: &mut Criterion) {
+    use rzmap_core::engine::ProbeSpec;
+    use rzmap_core::link::FrameBatch;
+    let cfg = std::sync::Arc::new(config());
+    let m: Box<dyn ProbeModule> = probe::create("tcp_synscan", None).unwrap();
+    let mut s =
+        ProbeSender::new(m.into(), cfg, Validator::new([9; 16]), AesRand::from_seed(1));
+    let mut batch = FrameBatch::new(64, 2048);
+    for k in 0..64 {
+        s.prepare(batch.slot_mut(k));
+    }
+    let mut g = c.benchmark_group("sender_tcp_synscan_per_probe");
+    g.throughput(Throughput::Elements(64));
+    let mut i = 0u32;
+    g.bench_function("build_one_at_a_time_x64", |b| {
+        b.iter(|| {
+            batch.clear();
+            for _ in 0..64 {
+                i = i.wrapping_add(1);
+                let t = Target::v4(0xc613_0000 | (i & 0xffff), 80);
+                let len = s.build(batch.next_slot(), &t, 0, US);
+                batch.commit(len);
+            }
+            black_box(batch.len())
+        })
+    });
+    g.bench_function("build_group_8_x8", |b| {
+        b.iter(|| {
+            batch.clear();
+            for _ in 0..8 {
+                let mut group = [ProbeSpec::EMPTY; 8];
+                for p in &mut group {
+                    i = i.wrapping_add(1);
+                    p.target = Target::v4(0xc613_0000 | (i & 0xffff), 80);
+                    p.src = US;
+                }
+                s.build_group(&mut batch, &group);
+            }
+            black_box(batch.len())
+        })
+    });
+    g.finish();
+}
+
 fn bench_make(c: &mut Criterion) {
     let v = Validator::new([9; 16]);
     let cfg = config();
@@ -174,5 +252,13 @@ fn bench_validate_classify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_words, bench_make, bench_sender, bench_validate_classify);
+criterion_group!(
+    benches,
+    bench_words,
+    bench_words_grouped,
+    bench_make,
+    bench_sender,
+    bench_sender_grouped,
+    bench_validate_classify
+);
 criterion_main!(benches);
