@@ -79,8 +79,7 @@ fn bench_sender_grouped(c: &mut Criterion) {
     use rzmap_core::link::FrameBatch;
     let cfg = std::sync::Arc::new(config());
     let m: Box<dyn ProbeModule> = probe::create("tcp_synscan", None).unwrap();
-    let mut s =
-        ProbeSender::new(m.into(), cfg, Validator::new([9; 16]), AesRand::from_seed(1));
+    let mut s = ProbeSender::new(m.into(), cfg, Validator::new([9; 16]), AesRand::from_seed(1));
     let mut batch = FrameBatch::new(64, 2048);
     for k in 0..64 {
         s.prepare(batch.slot_mut(k));

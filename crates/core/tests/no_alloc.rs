@@ -8,8 +8,12 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use rzmap_core::aesrand::AesRand;
+use rzmap_core::engine::{FrameBuilder, GROUP, ProbeSpec};
 use rzmap_core::fields::{Record, Schema};
+use rzmap_core::link::FrameBatch;
+use rzmap_core::probe::adapter::ProbeSender;
 use rzmap_core::probe::{self, PortBitmap, ProbeConfig, ProbeInput, ReplyCheck, ReplyKind};
+use rzmap_core::target::Target;
 use rzmap_core::validate::Validator;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -185,6 +189,37 @@ fn make_validate_classify_do_not_allocate() {
             passes.push(stats);
         }
         assert!(passes.is_empty(), "{} allocated in every pass: {passes:?}", m.name());
+    }
+    // The sender's grouped path (8 probes, one AES call) into a reused batch, tcp_synscan.
+    let module: std::sync::Arc<dyn probe::ProbeModule> =
+        probe::create("tcp_synscan", None).unwrap().into();
+    let mut sender = ProbeSender::new(
+        module,
+        std::sync::Arc::new(cfg.clone()),
+        Validator::new([5; 16]),
+        AesRand::from_seed(3),
+    );
+    let mut batch = FrameBatch::new(64, 128);
+    for k in 0..64 {
+        sender.prepare(batch.slot_mut(k));
+    }
+    let mut group = [ProbeSpec::EMPTY; GROUP];
+    for pass in 0..3u32 {
+        batch.clear();
+        let region = Region::new(GLOBAL);
+        for g in 0..8u32 {
+            for (k, p) in group.iter_mut().enumerate() {
+                p.target = Target::v4(0xc613_0000 + pass * 64 + g * 8 + k as u32, 80);
+                p.src = US;
+            }
+            assert_eq!(sender.build_group(&mut batch, &group), GROUP);
+        }
+        let stats = region.change();
+        assert_eq!(
+            (stats.allocations, stats.reallocations),
+            (0, 0),
+            "build_group allocated in pass {pass}: {stats:?}"
+        );
     }
     // The counter really counts: this test could fail.
     let region = Region::new(GLOBAL);
