@@ -15,7 +15,7 @@ use rzmap_core::link::{FrameBatch, SLOT_SIZE};
 use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
 use rzmap_sys::discovery::{self, DiscoveryError, Overrides};
 use rzmap_sys::netns;
-use rzmap_sys::ring::{PacketRing, RingConfig, Timestamp};
+use rzmap_sys::ring::{PacketRing, RingConfig};
 use rzmap_sys::send::{AfPacketSender, RawIpSender};
 
 /// Appends a frame to an engine batch; false when the batch is full.
@@ -143,25 +143,6 @@ fn id_of(ip: &[u8]) -> Option<u16> {
     }
 }
 
-/// Receives from `ring` until `want` packets arrived or 3 s passed, then 200 ms more to
-/// catch extras; returns (packet, timestamp) pairs.
-fn collect(ring: &mut PacketRing, want: usize) -> Vec<(Vec<u8>, Timestamp)> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut extra_until = None;
-    loop {
-        let now = Instant::now();
-        if got.len() >= want && extra_until.is_none() {
-            extra_until = Some(now + Duration::from_millis(200));
-        }
-        if now >= deadline || extra_until.is_some_and(|t| now >= t) {
-            return got;
-        }
-        ring.wait(Duration::from_millis(20)).unwrap();
-        ring.next_batch(|f, ts| got.push((f.to_vec(), ts)));
-    }
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -197,7 +178,7 @@ fn af_packet_batches_reach_rings_and_filters_select_replies() {
             let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
             assert_eq!(ring.link_header_len(), 14);
             ready_tx.send(()).unwrap();
-            let got = collect(&mut ring, want);
+            let got = collect(&mut ring, want, Duration::from_millis(200));
             (got, ring.stats().unwrap())
         });
         ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
@@ -266,7 +247,7 @@ fn raw_ip_sender_and_cooked_ring_with_snaplen() {
         let mut ring = PacketRing::open(if_b, &bpf::program(&spec), &cfg).unwrap();
         assert_eq!(ring.link_header_len(), 0);
         ready_tx.send(()).unwrap();
-        collect(&mut ring, want)
+        collect(&mut ring, want, Duration::from_millis(200))
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
     let veth_a = lab.veth_a.clone();
@@ -669,7 +650,7 @@ fn ip_layer_on_a_tun_device_discovery_send_and_cooked_ring() {
                 expected.insert(id);
             }
         }
-        let got = collect(&mut ring, expected.len());
+        let got = collect(&mut ring, expected.len(), Duration::from_millis(200));
         let ids: BTreeSet<u16> = got
             .iter()
             .map(|(p, _)| {

@@ -4,66 +4,12 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etherparse::PacketBuilder;
 use rzmap_core::link::{FrameBatch, SLOT_SIZE};
-use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
 use rzmap_sys::discovery;
-use rzmap_sys::ring::{PacketRing, RingConfig};
 use rzmap_sys::xdp::{XdpConfig, XdpSender};
-
-/// A SYN-ACK A -> B carrying `id` as its sequence number and `pad` payload bytes of `id`.
-fn synack(id: u32, pad: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(IP_A.octets(), IP_B.octets(), 64)
-        .tcp(80, 40000, id, 1024)
-        .syn()
-        .ack(1)
-        .write(&mut v, &vec![id as u8; pad])
-        .unwrap();
-    v
-}
-
-/// Receives whole frames on B until `want` arrived or 3 s passed, then 300 ms more (so a
-/// frame sent late would be seen too).
-fn receive_on_b(
-    lab: &Lab,
-    want: usize,
-) -> (mpsc::Receiver<()>, std::thread::JoinHandle<Vec<Vec<u8>>>) {
-    let dev = lab.veth_b.clone();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let h = lab.spawn_in_ns(&lab.ns_b, move || {
-        let ifindex = discovery::link_by_name(&dev).unwrap().index;
-        let spec = FilterSpec {
-            kind: FilterKind::Tcp,
-            link: LinkLayer::Ethernet,
-            our_mac: Some(MAC_B),
-            snaplen: 2048,
-        };
-        let cfg = RingConfig { block_size: 1 << 20, block_count: 8, ..RingConfig::default() };
-        let mut ring = PacketRing::open(ifindex, &bpf::program(&spec), &cfg).unwrap();
-        ready_tx.send(()).unwrap();
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut extra_until = None;
-        loop {
-            let now = Instant::now();
-            if got.len() >= want && extra_until.is_none() {
-                extra_until = Some(now + Duration::from_millis(300));
-            }
-            if now >= deadline || extra_until.is_some_and(|t| now >= t) {
-                return got;
-            }
-            ring.wait(Duration::from_millis(20)).unwrap();
-            ring.next_batch(|f, _| got.push(f.to_vec()));
-        }
-    });
-    (ready_rx, h)
-}
 
 #[test]
 fn af_xdp_frames_all_arrive_in_order_with_their_bytes() {
@@ -71,7 +17,7 @@ fn af_xdp_frames_all_arrive_in_order_with_their_bytes() {
     // 700 frames through 64 chunks and a 32-entry ring: both wrap many times, and the sender
     // waits for completions to reuse chunks.
     let frames: Vec<Vec<u8>> = (0..700u32).map(|i| synack(i, (i as usize * 7) % 300)).collect();
-    let (ready, receiver) = receive_on_b(&lab, frames.len());
+    let (ready, receiver) = receive_on_b(&lab, frames.len(), Duration::from_millis(300));
     ready.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
     let dev = lab.veth_a.clone();
     let sent = frames.clone();
@@ -110,7 +56,7 @@ fn af_xdp_frames_all_arrive_in_order_with_their_bytes() {
 fn af_xdp_refused_and_withdrawn_frames_are_counted_and_never_sent() {
     let Some(lab) = Lab::new() else { return };
     let ok: Vec<Vec<u8>> = (1..=8u32).map(|i| synack(i, 10)).collect();
-    let (ready, receiver) = receive_on_b(&lab, ok.len());
+    let (ready, receiver) = receive_on_b(&lab, ok.len(), Duration::from_millis(300));
     ready.recv_timeout(Duration::from_secs(5)).expect("receiver ready");
     let (dev, ns) = (lab.veth_a.clone(), lab.ns_a.clone());
     let sent = ok.clone();

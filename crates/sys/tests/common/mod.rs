@@ -10,8 +10,13 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use rzmap_sys::netns;
+use etherparse::PacketBuilder;
+use rzmap_sys::bpf::{self, FilterKind, FilterSpec, LinkLayer};
+use rzmap_sys::ring::{PacketRing, RingConfig, Timestamp};
+use rzmap_sys::{discovery, netns};
 
 pub const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -148,4 +153,62 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
+}
+
+/// A SYN-ACK A -> B carrying `id` as its sequence number and `pad` payload bytes of `id`
+/// (the send-path tests' frames).
+pub fn synack(id: u32, pad: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(IP_A.octets(), IP_B.octets(), 64)
+        .tcp(80, 40000, id, 1024)
+        .syn()
+        .ack(1)
+        .write(&mut v, &vec![id as u8; pad])
+        .unwrap();
+    v
+}
+
+/// Receives from `ring` until `want` packets arrived or 3 s passed, then `extra` more to
+/// catch extras (or frames sent late); returns (packet, timestamp) pairs.
+pub fn collect(ring: &mut PacketRing, want: usize, extra: Duration) -> Vec<(Vec<u8>, Timestamp)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut extra_until = None;
+    loop {
+        let now = Instant::now();
+        if got.len() >= want && extra_until.is_none() {
+            extra_until = Some(now + extra);
+        }
+        if now >= deadline || extra_until.is_some_and(|t| now >= t) {
+            return got;
+        }
+        ring.wait(Duration::from_millis(20)).unwrap();
+        ring.next_batch(|f, ts| got.push((f.to_vec(), ts)));
+    }
+}
+
+/// Receives whole TCP frames addressed to B on B's veth (see [`collect`]) on a thread in
+/// `ns_b`; the channel says when the ring is open.
+pub fn receive_on_b(
+    lab: &Lab,
+    want: usize,
+    extra: Duration,
+) -> (mpsc::Receiver<()>, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+    let dev = lab.veth_b.clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let h = lab.spawn_in_ns(&lab.ns_b, move || {
+        let ifindex = discovery::link_by_name(&dev).unwrap().index;
+        let spec = FilterSpec {
+            kind: FilterKind::Tcp,
+            link: LinkLayer::Ethernet,
+            our_mac: Some(MAC_B),
+            snaplen: 2048,
+        };
+        let cfg = RingConfig { block_size: 1 << 20, block_count: 8, ..RingConfig::default() };
+        let mut ring = PacketRing::open(ifindex, &bpf::program(&spec), &cfg).unwrap();
+        ready_tx.send(()).unwrap();
+        collect(&mut ring, want, extra).into_iter().map(|(f, _)| f).collect()
+    });
+    (ready_rx, h)
 }
