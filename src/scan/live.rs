@@ -79,89 +79,59 @@ impl<T: PacketTx> PacketTx for Pinned<T> {
     }
 }
 
-/// Whole Ethernet frames on an AF_PACKET socket.
-pub struct EthernetTx {
-    sender: AfPacketSender,
+/// A `rzmap-sys` sender that takes a batch's frames (each back end's `send_from`).
+pub trait FrameSender: Send {
+    /// Sends the frames in order; every frame is sent or counted as failed.
+    fn send_frames<'a>(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> rzmap_sys::send::SendOutcome;
+}
+
+macro_rules! frame_sender {
+    ($($t:ty),*) => {$(
+        impl FrameSender for $t {
+            fn send_frames<'a>(
+                &mut self,
+                frames: impl ExactSizeIterator<Item = &'a [u8]>,
+            ) -> rzmap_sys::send::SendOutcome {
+                self.send_from(frames)
+            }
+        }
+    )*};
+}
+frame_sender!(AfPacketSender, RawIpSender, TxRingSender, XdpSender);
+
+/// One opened sender behind the engine's [`PacketTx`]: pins its thread to `cpu` on first
+/// use and records the last error in the shared [`SendErrors`].
+pub struct SocketTx<S> {
+    sender: S,
     cpu: Option<usize>,
     errors: Arc<SendErrors>,
 }
 
-impl EthernetTx {
+impl<S: FrameSender> SocketTx<S> {
     /// Wraps an opened sender; pins its thread to `cpu` on first use.
-    pub fn new(sender: AfPacketSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
+    pub fn new(sender: S, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
         Self { sender, cpu, errors }
     }
 }
 
-impl PacketTx for EthernetTx {
+impl<S: FrameSender> PacketTx for SocketTx<S> {
     fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
         pin(&mut self.cpu);
-        outcome(self.sender.send_from(batch.frames()), &self.errors)
+        outcome(self.sender.send_frames(batch.frames()), &self.errors)
     }
 }
 
+/// Whole Ethernet frames on an AF_PACKET socket (`sendmmsg`).
+pub type EthernetTx = SocketTx<AfPacketSender>;
 /// IP packets (frames from byte 14) on a raw IP socket (`-X`).
-pub struct IpLayerTx {
-    sender: RawIpSender,
-    cpu: Option<usize>,
-    errors: Arc<SendErrors>,
-}
-
-impl IpLayerTx {
-    /// Wraps an opened sender; pins its thread to `cpu` on first use.
-    pub fn new(sender: RawIpSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
-        Self { sender, cpu, errors }
-    }
-}
-
-impl PacketTx for IpLayerTx {
-    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        pin(&mut self.cpu);
-        outcome(self.sender.send_from(batch.frames()), &self.errors)
-    }
-}
-
+pub type IpLayerTx = SocketTx<RawIpSender>;
 /// Whole Ethernet frames through an AF_PACKET transmit ring (`--send-backend=tx-ring`).
-pub struct TxRingTx {
-    sender: TxRingSender,
-    cpu: Option<usize>,
-    errors: Arc<SendErrors>,
-}
-
-impl TxRingTx {
-    /// Wraps an opened ring sender; pins its thread to `cpu` on first use.
-    pub fn new(sender: TxRingSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
-        Self { sender, cpu, errors }
-    }
-}
-
-impl PacketTx for TxRingTx {
-    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        pin(&mut self.cpu);
-        outcome(self.sender.send_from(batch.frames()), &self.errors)
-    }
-}
-
+pub type TxRingTx = SocketTx<TxRingSender>;
 /// Whole Ethernet frames through an AF_XDP socket in copy mode (`--send-backend=af-xdp`).
-pub struct XdpTx {
-    sender: XdpSender,
-    cpu: Option<usize>,
-    errors: Arc<SendErrors>,
-}
-
-impl XdpTx {
-    /// Wraps an opened AF_XDP sender; pins its thread to `cpu` on first use.
-    pub fn new(sender: XdpSender, cpu: Option<usize>, errors: Arc<SendErrors>) -> Self {
-        Self { sender, cpu, errors }
-    }
-}
-
-impl PacketTx for XdpTx {
-    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        pin(&mut self.cpu);
-        outcome(self.sender.send_from(batch.frames()), &self.errors)
-    }
-}
+pub type XdpTx = SocketTx<XdpSender>;
 
 /// Any live sender, so all sender threads have one type.
 pub enum LiveTx {
