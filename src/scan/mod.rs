@@ -535,6 +535,75 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Opens sender thread `t`'s link, pinned to `cpu` on first use: a raw IP socket with
+    /// `-X`; else the `--send-backend` asked for; by default AF_XDP on queue `t`, falling back
+    /// to `sendmmsg` (logged) where that queue cannot be bound.
+    fn open_sender(
+        &self,
+        t: usize,
+        cpu: Option<usize>,
+        errors: &Arc<SendErrors>,
+    ) -> Result<LiveTx, InputError> {
+        let (config, addr, errors) = (self.config, self.addr, Arc::clone(errors));
+        let iface = &addr.iface;
+        if config.iplayer {
+            let mut s = rzmap_sys::send::RawIpSender::open(iface).map_err(|e| {
+                let msg = format!("cannot open a raw IP socket on {iface}: {e}");
+                InputError::new("--iplayer", msg)
+            })?;
+            s.set_retries(config.retries);
+            return Ok(LiveTx::IpLayer(IpLayerTx::new(s, cpu, errors)));
+        }
+        match config.send_backend {
+            SendBackend::TxRing => {
+                let ring = rzmap_sys::tx_ring::TxRingConfig::default();
+                let mut s =
+                    rzmap_sys::tx_ring::TxRingSender::open(addr.ifindex, addr.gw_mac, &ring)
+                        .map_err(|e| {
+                            let msg = format!("cannot open a transmit ring on {iface}: {e}");
+                            InputError::new("--send-backend", msg)
+                        })?;
+                s.set_retries(config.retries);
+                return Ok(LiveTx::TxRing(TxRingTx::new(s, cpu, errors)));
+            }
+            SendBackend::Auto | SendBackend::AfXdp => {
+                let xdp = rzmap_sys::xdp::XdpConfig { queue: t as u32, ..Default::default() };
+                match rzmap_sys::xdp::XdpSender::open(addr.ifindex, &xdp) {
+                    Ok(mut s) => {
+                        s.set_retries(config.retries);
+                        let msg = format_args!("sender thread {t}: AF_XDP on {iface} queue {t}");
+                        self.logger.debug("send", msg);
+                        return Ok(LiveTx::AfXdp(XdpTx::new(s, cpu, errors)));
+                    }
+                    Err(e) if config.send_backend == SendBackend::AfXdp => {
+                        let msg = format!(
+                            "cannot open an AF_XDP socket on {iface} queue {t}: {e} (af-xdp \
+                             needs one interface transmit queue per sender thread)"
+                        );
+                        return Err(InputError::new("--send-backend", msg));
+                    }
+                    Err(e) => self.logger.info(
+                        "send",
+                        format_args!(
+                            "AF_XDP not available on {iface} queue {t}: {e}; sender thread {t} \
+                             uses sendmmsg"
+                        ),
+                    ),
+                }
+            }
+            SendBackend::Sendmmsg => {}
+        }
+        let mut s =
+            rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac).map_err(|e| {
+                InputError::new(
+                    "--interface",
+                    format!("cannot open a packet socket on {iface}: {e}"),
+                )
+            })?;
+        s.set_retries(config.retries);
+        Ok(LiveTx::Ethernet(EthernetTx::new(s, cpu, errors)))
+    }
+
     /// Opens the senders, the capture and the output, then drops root. `None`: the output's
     /// reader went away before the scan started.
     fn open_live(&self, asm: &Assembly, threads: u8) -> Result<Option<Links>, InputError> {
@@ -548,82 +617,7 @@ impl Context<'_> {
         let errors = Arc::new(SendErrors::default());
         let mut txs = Vec::with_capacity(usize::from(threads));
         for t in 0..usize::from(threads) {
-            let cpu = core_for(config, t + 1);
-            let tx = if config.iplayer {
-                let mut s = rzmap_sys::send::RawIpSender::open(&addr.iface).map_err(|e| {
-                    InputError::new(
-                        "--iplayer",
-                        format!("cannot open a raw IP socket on {}: {e}", addr.iface),
-                    )
-                })?;
-                s.set_retries(config.retries);
-                LiveTx::IpLayer(IpLayerTx::new(s, cpu, Arc::clone(&errors)))
-            } else if config.send_backend == SendBackend::TxRing {
-                let ring = rzmap_sys::tx_ring::TxRingConfig::default();
-                let mut s =
-                    rzmap_sys::tx_ring::TxRingSender::open(addr.ifindex, addr.gw_mac, &ring)
-                        .map_err(|e| {
-                            InputError::new(
-                                "--send-backend",
-                                format!("cannot open a transmit ring on {}: {e}", addr.iface),
-                            )
-                        })?;
-                s.set_retries(config.retries);
-                LiveTx::TxRing(TxRingTx::new(s, cpu, Arc::clone(&errors)))
-            } else {
-                let xdp = match config.send_backend {
-                    SendBackend::Auto | SendBackend::AfXdp => {
-                        let xdp =
-                            rzmap_sys::xdp::XdpConfig { queue: t as u32, ..Default::default() };
-                        rzmap_sys::xdp::XdpSender::open(addr.ifindex, &xdp)
-                            .map_err(|e| format!("{} queue {t}: {e}", addr.iface))
-                    }
-                    _ => Err(String::new()),
-                };
-                match xdp {
-                    Ok(mut s) => {
-                        s.set_retries(config.retries);
-                        self.logger.debug(
-                            "send",
-                            format_args!("sender thread {t}: AF_XDP on {} queue {t}", addr.iface),
-                        );
-                        LiveTx::AfXdp(XdpTx::new(s, cpu, Arc::clone(&errors)))
-                    }
-                    Err(e) if config.send_backend == SendBackend::AfXdp => {
-                        return Err(InputError::new(
-                            "--send-backend",
-                            format!(
-                                "cannot open an AF_XDP socket on {e} (af-xdp needs one \
-                                 interface transmit queue per sender thread)"
-                            ),
-                        ));
-                    }
-                    Err(e) => {
-                        if config.send_backend == SendBackend::Auto {
-                            self.logger.info(
-                                "send",
-                                format_args!(
-                                    "AF_XDP not available on {e}; sender thread {t} uses sendmmsg"
-                                ),
-                            );
-                        }
-                        let mut s =
-                            rzmap_sys::send::AfPacketSender::open(addr.ifindex, addr.gw_mac)
-                                .map_err(|e| {
-                                    InputError::new(
-                                        "--interface",
-                                        format!(
-                                            "cannot open a packet socket on {}: {e}",
-                                            addr.iface
-                                        ),
-                                    )
-                                })?;
-                        s.set_retries(config.retries);
-                        LiveTx::Ethernet(EthernetTx::new(s, cpu, Arc::clone(&errors)))
-                    }
-                }
-            };
-            txs.push(tx);
+            txs.push(self.open_sender(t, core_for(config, t + 1), &errors)?);
         }
         let banner_ports = config.banner.as_ref().map(|_| config.source_ports);
         let ring = live::open_ring(
