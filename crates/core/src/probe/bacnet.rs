@@ -187,21 +187,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(env: &Env) -> (Vec<u8>, [u32; 4], u16) {
-        let m = BacnetScan;
-        let cfg = env.config(&[47808]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, TARGET, 47808);
-        let p = ProbeInput {
-            src: US,
-            dst: TARGET,
-            dport: 47808,
-            probe_num: 0,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
+        let (buf, v) = env.build_frame(&BacnetScan, TARGET, 47808);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, v, sport)
     }

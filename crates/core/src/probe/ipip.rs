@@ -272,20 +272,7 @@ mod tests {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     fn build(m: &IpipScan, env: &Env) -> (Vec<u8>, u16) {
-        let cfg = env.config(&[80]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, TARGET, 80);
-        let p = ProbeInput {
-            src: US,
-            dst: TARGET,
-            dport: 80,
-            probe_num: 0,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
+        let (buf, _) = env.build_frame(m, TARGET, 80);
         let sport = u16::from_be_bytes([buf[UDP_AT], buf[UDP_AT + 1]]);
         (buf, sport)
     }

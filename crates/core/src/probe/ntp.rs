@@ -229,20 +229,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(m: &NtpScan, env: &Env, dst: Ipv4Addr) -> (Vec<u8>, u16) {
-        let cfg = env.config(&[123]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, dst, 123);
-        let p = ProbeInput {
-            src: US,
-            dst,
-            dport: 123,
-            probe_num: 0,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
+        let (buf, _) = env.build_frame(m, dst, 123);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, sport)
     }

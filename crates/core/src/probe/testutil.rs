@@ -70,6 +70,30 @@ impl Env {
             ..super::ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         }
     }
+    /// The frame `m` sends from [`US`] to `dst:dport` (probe 0, with this environment's
+    /// config for target port `dport`), and the validation words it used.
+    pub fn build_frame(
+        &self,
+        m: &dyn super::ProbeModule,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) -> (Vec<u8>, [u32; 4]) {
+        let cfg = self.config(&[dport]);
+        let mut buf = vec![0u8; 2048];
+        m.prepare(&mut buf, &cfg);
+        let validation = self.validator.words(US, dst, dport);
+        let p = super::ProbeInput {
+            src: US,
+            dst,
+            dport,
+            probe_num: 0,
+            validation,
+            now: Default::default(),
+        };
+        let n = m.make(&mut buf, &cfg, &p, &mut crate::aesrand::AesRand::from_seed(1));
+        buf.truncate(n);
+        (buf, validation)
+    }
 }
 
 /// TCP flags for [`tcp_reply`].

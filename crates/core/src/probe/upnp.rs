@@ -238,21 +238,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(env: &Env) -> (Vec<u8>, u16) {
-        let m = UpnpScan;
-        let cfg = env.config(&[1900]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, TARGET, 1900);
-        let p = ProbeInput {
-            src: US,
-            dst: TARGET,
-            dport: 1900,
-            probe_num: 0,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
+        let (buf, _) = env.build_frame(&UpnpScan, TARGET, 1900);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, sport)
     }
