@@ -187,7 +187,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(env: &Env) -> (Vec<u8>, [u32; 4], u16) {
-        let (buf, v) = env.build_frame(&BacnetScan, TARGET, 47808);
+        let (buf, v) = env.build_frame(&BacnetScan, TARGET, 47808, 0);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, v, sport)
     }

@@ -236,21 +236,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(m: &IcmpEchoScan, env: &Env, dst: Ipv4Addr) -> (Vec<u8>, [u32; 4]) {
-        let cfg = env.config(&[]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, dst, 0);
-        let p = ProbeInput {
-            src: US,
-            dst,
-            dport: 0,
-            probe_num: 0,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
-        (buf, v)
+        env.build_frame(m, dst, 0, 0)
     }
 
     #[test]

@@ -272,7 +272,7 @@ mod tests {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     fn build(m: &IpipScan, env: &Env) -> (Vec<u8>, u16) {
-        let (buf, _) = env.build_frame(m, TARGET, 80);
+        let (buf, _) = env.build_frame(m, TARGET, 80, 0);
         let sport = u16::from_be_bytes([buf[UDP_AT], buf[UDP_AT + 1]]);
         (buf, sport)
     }

@@ -229,7 +229,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(m: &NtpScan, env: &Env, dst: Ipv4Addr) -> (Vec<u8>, u16) {
-        let (buf, _) = env.build_frame(m, dst, 123);
+        let (buf, _) = env.build_frame(m, dst, 123, 0);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, sport)
     }

@@ -180,21 +180,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(env: &Env, dst: Ipv4Addr, dport: u16, probe: u32) -> (Vec<u8>, [u32; 4], u16) {
-        let m = TcpSynAckScan;
-        let cfg = env.config(&[dport]);
-        let mut buf = vec![0u8; 256];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, dst, dport);
-        let p = ProbeInput {
-            src: US,
-            dst,
-            dport,
-            probe_num: probe,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
+        let (buf, v) = env.build_frame(&TcpSynAckScan, dst, dport, probe);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, v, sport)
     }

@@ -337,21 +337,7 @@ mod tests {
         dport: u16,
         probe: u32,
     ) -> (Vec<u8>, [u32; 4]) {
-        let cfg = env.config(&[dport]);
-        let mut buf = vec![0u8; 2048];
-        m.prepare(&mut buf, &cfg);
-        let v = env.validator.words(US, dst, dport);
-        let p = ProbeInput {
-            src: US,
-            dst,
-            dport,
-            probe_num: probe,
-            validation: v,
-            now: Default::default(),
-        };
-        let n = m.make(&mut buf, &cfg, &p, &mut AesRand::from_seed(1));
-        buf.truncate(n);
-        (buf, v)
+        env.build_frame(m, dst, dport, probe)
     }
 
     #[test]

@@ -70,15 +70,17 @@ impl Env {
             ..super::ProbeConfig::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         }
     }
-    /// The frame `m` sends from [`US`] to `dst:dport` (probe 0, with this environment's
-    /// config for target port `dport`), and the validation words it used.
+    /// The frame `m` sends from [`US`] to `dst:dport` as probe number `probe` (with this
+    /// environment's config for target port `dport`; none for port 0, as ICMP), and the
+    /// validation words it used.
     pub fn build_frame(
         &self,
         m: &dyn super::ProbeModule,
         dst: Ipv4Addr,
         dport: u16,
+        probe: u32,
     ) -> (Vec<u8>, [u32; 4]) {
-        let cfg = self.config(&[dport]);
+        let cfg = self.config(if dport == 0 { &[] } else { std::slice::from_ref(&dport) });
         let mut buf = vec![0u8; 2048];
         m.prepare(&mut buf, &cfg);
         let validation = self.validator.words(US, dst, dport);
@@ -86,7 +88,7 @@ impl Env {
             src: US,
             dst,
             dport,
-            probe_num: 0,
+            probe_num: probe,
             validation,
             now: Default::default(),
         };

@@ -238,7 +238,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn build(env: &Env) -> (Vec<u8>, u16) {
-        let (buf, _) = env.build_frame(&UpnpScan, TARGET, 1900);
+        let (buf, _) = env.build_frame(&UpnpScan, TARGET, 1900, 0);
         let sport = u16::from_be_bytes([buf[34], buf[35]]);
         (buf, sport)
     }
