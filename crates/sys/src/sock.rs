@@ -72,13 +72,30 @@ pub(crate) fn getsockopt<T: Copy + Default>(
     level: libc::c_int,
     name: libc::c_int,
 ) -> io::Result<T> {
-    let mut value = T::default();
+    getsockopt_into(fd, level, name, T::default())
+}
+
+/// `getsockopt(2)` into `value`, a struct of integers passed in zeroed (for `libc` structs
+/// without `Default`). Fails when the kernel answers with fewer bytes than the struct has
+/// (an older layout), so no field is silently left at zero.
+pub(crate) fn getsockopt_into<T: Copy>(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    mut value: T,
+) -> io::Result<T> {
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a writable T of `len` bytes; the kernel writes at most `len` bytes,
     // and every T used here is made of integers, so any bytes it writes form a valid T.
     cvt(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut T).cast(), &mut len)
+        libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut value).cast(), &mut len)
     })?;
+    if len as usize != size_of::<T>() {
+        return Err(io::Error::other(format!(
+            "getsockopt({level}, {name}) gave {len} bytes, expected {}",
+            size_of::<T>()
+        )));
+    }
     Ok(value)
 }
 

@@ -62,6 +62,20 @@ impl Default for XdpConfig {
     }
 }
 
+impl XdpConfig {
+    /// Refuses a geometry the kernel would not take (checked before any socket is opened).
+    pub fn check(&self) -> io::Result<()> {
+        let (chunks, entries) = (self.chunks, self.tx_entries);
+        if !chunks.is_power_of_two() || !entries.is_power_of_two() || entries > chunks {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "AF_XDP chunks and ring entries must be powers of two, entries <= chunks",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One mapped AF_XDP ring: producer and consumer words shared with the kernel, then entries.
 struct Ring {
     map: NonNull<u8>,
@@ -174,13 +188,8 @@ impl XdpSender {
     /// Opens an AF_XDP socket bound in copy mode to `config.queue` of interface `ifindex`.
     /// Frames carry their own Ethernet header. Requires `CAP_NET_RAW`.
     pub fn open(ifindex: u32, config: &XdpConfig) -> io::Result<Self> {
+        config.check()?;
         let (chunks, entries) = (config.chunks, config.tx_entries);
-        if !chunks.is_power_of_two() || !entries.is_power_of_two() || entries > chunks {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "AF_XDP chunks and ring entries must be powers of two, entries <= chunks",
-            ));
-        }
         // In copy mode nothing checks the length against the MTU before the driver (veth
         // would drop the frame silently), so frames over it are refused here, as the
         // AF_PACKET paths refuse them.
@@ -316,7 +325,7 @@ impl XdpSender {
             rx_fill_ring_empty_descs: 0,
             tx_ring_empty_descs: 0,
         };
-        let stats = getsockopt_into(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, zero)?;
+        let stats = sock::getsockopt_into(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, zero)?;
         Ok(stats.tx_invalid_descs)
     }
 
@@ -550,31 +559,8 @@ impl Drop for XdpSender {
 fn mmap_offsets(fd: &OwnedFd) -> io::Result<libc::xdp_mmap_offsets> {
     let ring = libc::xdp_ring_offset { producer: 0, consumer: 0, desc: 0, flags: 0 };
     let zero = libc::xdp_mmap_offsets { rx: ring, tx: ring, fr: ring, cr: ring };
-    let off = getsockopt_into(fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, zero)?;
+    let off = sock::getsockopt_into(fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, zero)?;
     Ok(off)
-}
-
-/// `getsockopt(2)` into `value` (a struct of integers, passed in zeroed). Fails when the
-/// kernel answers with a shorter struct than asked for (an older layout).
-fn getsockopt_into<T: Copy>(
-    fd: &impl AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    mut value: T,
-) -> io::Result<T> {
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `value` is a writable T of `len` bytes; the kernel writes at most `len` bytes,
-    // and every T used here is made of integers, so any bytes form a valid T.
-    sock::cvt(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut value).cast(), &mut len)
-    })?;
-    if len as usize != size_of::<T>() {
-        return Err(io::Error::other(format!(
-            "getsockopt({level}, {name}) gave {len} bytes, expected {}",
-            size_of::<T>()
-        )));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -592,12 +578,13 @@ mod tests {
     }
 
     #[test]
-    fn bad_geometry_is_refused_before_any_socket() {
+    fn bad_geometry_is_refused() {
+        // The pure check `open` runs first: no socket is opened in this (host) namespace.
         for (chunks, tx_entries) in [(1000, 512), (1024, 2048), (1024, 100)] {
-            let err = XdpSender::open(1, &XdpConfig { chunks, tx_entries, queue: 0 })
-                .err()
-                .expect("refused");
+            let err = XdpConfig { chunks, tx_entries, queue: 0 }.check().expect_err("refused");
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         }
+        XdpConfig::default().check().expect("the default geometry is valid");
+        XdpConfig { chunks: 64, tx_entries: 64, queue: 3 }.check().expect("entries == chunks");
     }
 }
