@@ -571,7 +571,11 @@ impl Context<'_> {
                 match rzmap_sys::xdp::XdpSender::open(addr.ifindex, &xdp) {
                     Ok(mut s) => {
                         s.set_retries(config.retries);
-                        let msg = format_args!("sender thread {t}: AF_XDP on {iface} queue {t}");
+                        let budget = s.kick_budget().unwrap_or(32);
+                        let msg = format_args!(
+                            "sender thread {t}: AF_XDP on {iface} queue {t}, up to {budget} \
+                             frames per kick"
+                        );
                         self.logger.debug("send", msg);
                         return Ok(LiveTx::AfXdp(XdpTx::new(s, cpu, errors)));
                     }
