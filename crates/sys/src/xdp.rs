@@ -173,7 +173,6 @@ pub struct XdpSender {
     tx_seen: u32,
     /// Entries described and published but not yet consumed by the kernel, nor withdrawn.
     pending: usize,
-    tx_entries: usize,
     /// Longest frame sent: the interface MTU plus the Ethernet header, at most a chunk.
     max_frame: usize,
     retries: u32,
@@ -296,7 +295,6 @@ impl XdpSender {
             tx_producer,
             tx_seen: tx_producer,
             pending: 0,
-            tx_entries: entries,
             max_frame,
             retries: DEFAULT_RETRIES,
             budget,
@@ -346,8 +344,7 @@ impl XdpSender {
                     Some(if f.len() < MIN_FRAME_LEN { libc::EINVAL } else { libc::EMSGSIZE });
                 continue;
             }
-            let ring_full = self.tx_producer.wrapping_sub(self.tx_seen) as usize >= self.tx_entries;
-            if ring_full || self.free.is_empty() {
+            if self.tx_ring_full() || self.free.is_empty() {
                 self.flush(&mut out);
                 if !self.wait_for_room(&mut out) {
                     out.failed += 1;
@@ -359,6 +356,11 @@ impl XdpSender {
         }
         self.flush(&mut out);
         out
+    }
+
+    /// Whether every transmit entry is described and not yet consumed by the kernel.
+    fn tx_ring_full(&self) -> bool {
+        self.tx_producer.wrapping_sub(self.tx_seen) > self.tx.mask
     }
 
     /// Copies `f` into a free chunk and writes its descriptor at our producer index.
@@ -428,8 +430,7 @@ impl XdpSender {
             self.reap_completions();
             let _ = self.kick();
             out.sent += self.advance_consumer().1;
-            let ring_full = self.tx_producer.wrapping_sub(self.tx_seen) as usize >= self.tx_entries;
-            if !self.free.is_empty() && !ring_full {
+            if !self.free.is_empty() && !self.tx_ring_full() {
                 return true;
             }
             if Instant::now() >= deadline {
