@@ -42,6 +42,19 @@ impl ProbeSender {
     }
 }
 
+impl ProbeSender {
+    /// The send time for a probe: the wall clock for modules that write it, else zero
+    /// (no clock read per probe).
+    #[inline]
+    fn send_time(&self) -> Duration {
+        if self.uses_time {
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
 impl FrameBuilder for ProbeSender {
     fn prepare(&mut self, slot: &mut [u8]) {
         self.module.prepare(slot, &self.cfg);
@@ -50,11 +63,7 @@ impl FrameBuilder for ProbeSender {
     fn build(&mut self, buf: &mut [u8], target: &Target, probe: u32, src_ip: Ipv4Addr) -> usize {
         let IpAddr::V4(dst) = target.addr else { return 0 };
         let validation = self.validator.words(src_ip, dst, target.port);
-        let now = if self.uses_time {
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
-        } else {
-            Duration::ZERO
-        };
+        let now = self.send_time();
         let p =
             ProbeInput { src: src_ip, dst, dport: target.port, probe_num: probe, validation, now };
         self.module.make(buf, &self.cfg, &p, &mut self.rng)
@@ -74,11 +83,7 @@ impl FrameBuilder for ProbeSender {
         let mut built = 0;
         let v4 = probes.iter().filter(|p| p.target.addr.is_ipv4());
         for ((p, &(src, dst, dport)), validation) in v4.zip(&keys[..n]).zip(words) {
-            let now = if self.uses_time {
-                SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
-            } else {
-                Duration::ZERO
-            };
+            let now = self.send_time();
             let input = ProbeInput { src, dst, dport, probe_num: p.probe, validation, now };
             let len = self.module.make(batch.next_slot(), &self.cfg, &input, &mut self.rng);
             if len > 0 {
