@@ -91,6 +91,11 @@ impl MulModConst {
         Self { w, w_shoup, p }
     }
 
+    /// The multiplier `w mod p`.
+    pub fn multiplier(&self) -> u64 {
+        self.w
+    }
+
     /// `x * w mod p` for any `x < 2^64`.
     #[inline(always)]
     pub fn apply(&self, x: u64) -> u64 {
