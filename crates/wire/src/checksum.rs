@@ -25,11 +25,14 @@ pub fn sum(data: &[u8], initial: u64) -> u64 {
     acc
 }
 
-/// Folds a sum to 16 bits, repeating until no carry is left.
-pub fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
+/// Folds a sum to 16 bits (end-around carry): a fixed four steps, no loop, so the send
+/// path has no data-dependent branch here. Equal to folding until no carry is left.
+#[inline]
+pub fn fold(s: u64) -> u16 {
+    let s = (s & 0xffff_ffff) + (s >> 32); // < 2^33
+    let s = (s & 0xffff) + (s >> 16); // < 2^18
+    let s = (s & 0xffff) + (s >> 16); // <= 0x10001
+    let s = (s & 0xffff) + (s >> 16); // <= 0xffff
     s as u16
 }
 
@@ -148,7 +151,39 @@ mod tests {
         assert_eq!(update32(checksum(&again), old32, 0xdead_0001), c1);
     }
 
+    /// Folding until no carry is left, the definition `fold` must agree with.
+    fn fold_by_loop(mut s: u64) -> u16 {
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    #[test]
+    fn fold_edges() {
+        for s in [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0x2_fffd,
+            0xffff_ffff,
+            1 << 32,
+            u64::MAX,
+            u64::MAX - 1,
+        ] {
+            assert_eq!(fold(s), fold_by_loop(s), "{s:#x}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fold_equals_folding_until_no_carry(s in proptest::num::u64::ANY, small in 0u64..0x4_0000) {
+            proptest::prop_assert_eq!(fold(s), fold_by_loop(s));
+            proptest::prop_assert_eq!(fold(small), fold_by_loop(small));
+        }
+
         #[test]
         fn incremental_equals_recompute(mut data in proptest::collection::vec(proptest::num::u8::ANY, 2..64),
                                         idx in 0usize..32, new in proptest::num::u16::ANY) {
