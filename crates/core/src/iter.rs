@@ -293,7 +293,8 @@ pub fn max_targets_from_percent(percent: f64, num_ports: usize) -> u64 {
 /// and testing them all against the space at once takes the unpredictable "is this element a
 /// target?" branch out of the walk (in a scan of 2^22 targets in the group of order 2^24+43,
 /// three of four elements are not).
-const AHEAD: usize = 8;
+const AHEAD: usize = 16;
+const _: () = assert!(AHEAD <= 32, "the targets mask is a u32");
 
 /// One arc of the cycle, walked by one sender thread.
 #[derive(Clone, Debug)]
@@ -426,7 +427,7 @@ impl Subshard {
             let target = (v < self.limit) & ((v & self.port_mask) < self.nports);
             mask |= u32::from(target) << k;
         }
-        self.targets_ahead = mask & ((1u32 << len) - 1);
+        self.targets_ahead = mask & u32::MAX.checked_shr(32 - len).unwrap_or(0);
         if len == 0 {
             self.done = true;
             return false;
