@@ -142,6 +142,13 @@ impl OptionStyle {
 #[derive(Clone, Debug)]
 pub struct TcpSynScan {
     style: OptionStyle,
+    /// TCP header length with the options.
+    tcp_len: usize,
+    /// The unfolded checksum sum of the template's constant TCP words (acknowledgment,
+    /// offset and flags, window, urgent pointer, options with a zero timestamp).
+    constant_sum: u64,
+    /// Whether the options carry the `prepare`-time timestamp (which then adds its two words).
+    has_timestamp: bool,
 }
 
 impl TcpSynScan {
@@ -151,7 +158,18 @@ impl TcpSynScan {
             None => OptionStyle::Windows,
             Some(a) => OptionStyle::parse(a)?,
         };
-        Ok(Self { style })
+        let tcp_len = style.tcp_len();
+        // The sum of the constant words, from the segment `prepare` writes; the timestamp
+        // enters the sum as two plain words, so a zero one tells which styles carry it.
+        let constant = |ts: u32| {
+            let mut seg = [0u8; 64];
+            write_segment(&mut seg[..tcp_len], style, ts);
+            rzmap_wire::checksum::sum(&seg[8..16], 0)
+                + rzmap_wire::checksum::sum(&seg[18..tcp_len], 0)
+        };
+        let constant_sum = constant(0);
+        let has_timestamp = constant(0x0001_0001) != constant_sum;
+        Ok(Self { style, tcp_len, constant_sum, has_timestamp })
     }
 
     /// The option style in use.
@@ -160,12 +178,22 @@ impl TcpSynScan {
     }
 }
 
+/// Writes a SYN's TCP header template (ports, sequence number and checksum zero) with the
+/// options of `style` and timestamp value `ts` into `seg` (`style.tcp_len()` bytes).
+fn write_segment(seg: &mut [u8], style: OptionStyle, ts: u32) {
+    seg.fill(0);
+    seg[12] = ((seg.len() / 4) as u8) << 4;
+    seg[13] = tcp::FLAG_SYN;
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    style.write(&mut seg[20..], ts);
+}
+
 impl ProbeModule for TcpSynScan {
     fn info(&self) -> &'static ProbeInfo {
         &INFO
     }
     fn max_frame_len(&self) -> usize {
-        ETH_IP_LEN + self.style.tcp_len()
+        ETH_IP_LEN + self.tcp_len
     }
     fn reply_filter(&self) -> ReplyFilter {
         ReplyFilter { kind: ReplyFilterKind::TcpSynAckRstOrIcmp, snaplen: 96 }
@@ -178,30 +206,25 @@ impl ProbeModule for TcpSynScan {
     }
 
     fn prepare(&self, buf: &mut [u8], cfg: &ProbeConfig) {
-        let tcp_len = self.style.tcp_len();
-        write_eth_ip(buf, cfg, ipv4::PROTO_TCP, (20 + tcp_len) as u16);
-        let seg = &mut buf[ETH_IP_LEN..ETH_IP_LEN + tcp_len];
-        seg.fill(0);
-        seg[12] = ((tcp_len / 4) as u8) << 4;
-        seg[13] = tcp::FLAG_SYN;
-        seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        self.style.write(&mut seg[20..], cfg.timestamp);
+        write_eth_ip(buf, cfg, ipv4::PROTO_TCP, (20 + self.tcp_len) as u16);
+        write_segment(&mut buf[ETH_IP_LEN..ETH_IP_LEN + self.tcp_len], self.style, cfg.timestamp);
     }
 
     fn make(&self, buf: &mut [u8], cfg: &ProbeConfig, p: &ProbeInput, _rng: &mut AesRand) -> usize {
-        let tcp_len = self.style.tcp_len();
+        let tcp_len = self.tcp_len;
         let end = ETH_IP_LEN + tcp_len;
-        use rzmap_wire::checksum::{fold, pseudo_header_sum, sum};
+        use rzmap_wire::checksum::{fold, pseudo_header_sum};
         patch_ip(buf, p);
         let seg = &mut buf[ETH_IP_LEN..end];
         let sport = cfg.source_port(p.validation[1], p.probe_num);
         let seq = p.validation[0];
-        // Incremental: the template's constant words (acknowledgment, offset, flags, window,
-        // urgent pointer, options) plus the new values, without reading back the bytes
-        // written below (see `patch_ip`).
+        // The template's constant words, summed once at creation, plus the new values; no
+        // byte of the frame is read back (see `patch_ip`).
+        let ts =
+            if self.has_timestamp { (cfg.timestamp >> 16) + (cfg.timestamp & 0xffff) } else { 0 };
         let s = pseudo_header_sum(p.src, p.dst, ipv4::PROTO_TCP, tcp_len as u16)
-            + sum(&seg[8..16], 0)
-            + sum(&seg[18..tcp_len], 0)
+            + self.constant_sum
+            + u64::from(ts)
             + u64::from(sport)
             + u64::from(p.dport)
             + u64::from(seq >> 16)
