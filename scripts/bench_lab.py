@@ -808,7 +808,7 @@ def threads_explanation(thr):
                f"({soft_lo * 100:.0f}–{soft_hi * 100:.0f} % of a CPU per run), so each sender "
                "carries its own delivery and the threads share nothing but the link; rzmap's "
                "own CPU time is "
-               + (f"{t1_sys * 100:.0f} % system time (the AF_PACKET send path)" if t1_sys else "")
+               + (f"{t1_sys * 100:.0f} % system time (the kernel's send path)" if t1_sys else "")
                + ". " if rx_match else "")
             + "The ceiling is the number of idle cores: on a machine whose other core is "
             "busy with other jobs, the second thread only splits one core's share.\n")
@@ -834,7 +834,7 @@ def threads_explanation(thr):
            "core of the thread that sent the frame, in that CPU's softirq share of "
            f"`/proc/stat` ({soft_lo * 100:.0f}–{soft_hi * 100:.0f} % per CPU during the runs), "
            "not on a spare core; rzmap's own CPU time is "
-           + (f"{t1_sys * 100:.0f} % system time (the AF_PACKET send path)" if t1_sys else "")
+           + (f"{t1_sys * 100:.0f} % system time (the kernel's send path)" if t1_sys else "")
            + ". " if rx_match else "")
         + "Pinning (`--cores 0,1`) only stops migrations: its median ratio to -T 1 was "
         f"{fmt_num(pin_ratio, '.2f')} against {fmt_num(free_ratio, '.2f')} unpinned, inside "
