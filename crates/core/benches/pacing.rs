@@ -9,35 +9,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use rzmap_core::engine::{
-    self, Controls, EngineConfig, ReceiverSetup, ResponseHandler, SenderSetup, Verdict,
-};
-use rzmap_core::link::{FrameBatch, LoopbackRx, PacketTx, SendOutcome};
-use rzmap_core::rate::{Pacer, RateControl, SystemClock};
+use rzmap_core::engine::{Controls, EngineConfig, SenderSetup};
+use rzmap_core::rate::{Pacer, RateControl};
 use rzmap_core::target::Target;
 
-struct CountingTx;
-impl PacketTx for CountingTx {
-    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        SendOutcome { sent: batch.len() as u32, failed: 0 }
-    }
-}
-
-struct NoHandler;
-impl ResponseHandler for NoHandler {
-    fn classify(&mut self, _: &[u8], _: std::time::SystemTime) -> Option<Verdict> {
-        None
-    }
-    fn emit(
-        &mut self,
-        _: &[u8],
-        _: std::time::SystemTime,
-        _: &Verdict,
-        _: engine::ResponseFlags,
-    ) -> bool {
-        false
-    }
-}
+#[path = "support/engine_stubs.rs"]
+mod engine_stubs;
+use engine_stubs::CountingTx;
 
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct we pass.
@@ -72,14 +50,7 @@ fn paced_run(rate: u64, threads: u32, probes: u64) {
         .collect();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
-    let r = engine::run(
-        &cfg,
-        &ctl,
-        &SystemClock,
-        senders,
-        None::<ReceiverSetup<LoopbackRx, NoHandler>>,
-        |_| {},
-    );
+    let r = engine_stubs::run_senders(&cfg, &ctl, senders);
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let sent = r.counters.sent;
@@ -130,16 +101,7 @@ fn main() {
                 Some(Target::v4(left, 80))
             });
             let senders = vec![SenderSetup { targets, builder: build as Builder, tx: CountingTx }];
-            engine::run(
-                &cfg,
-                &ctl,
-                &SystemClock,
-                senders,
-                None::<ReceiverSetup<LoopbackRx, NoHandler>>,
-                |_| {},
-            )
-            .counters
-            .sent
+            engine_stubs::run_senders(&cfg, &ctl, senders).counters.sent
         })
     });
     c.final_summary();

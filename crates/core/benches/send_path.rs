@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use rzmap_core::addr::{TargetSpace, parse_prefix};
 use rzmap_core::aesrand::AesRand;
-use rzmap_core::engine::{
-    self, Controls, EngineConfig, FrameBuilder, ReceiverSetup, ResponseHandler, SenderSetup,
-    Verdict,
-};
+use rzmap_core::engine::{Controls, EngineConfig, FrameBuilder, SenderSetup};
 use rzmap_core::iter::{ScanOrder, Subshard};
-use rzmap_core::link::{FrameBatch, LoopbackRx, PacketTx, SendOutcome};
+use rzmap_core::link::{FrameBatch, PacketTx, SendOutcome};
 use rzmap_core::probe::adapter::ProbeSender;
 use rzmap_core::probe::{self, ProbeConfig, ProbeModule};
-use rzmap_core::rate::SystemClock;
 use rzmap_core::validate::Validator;
+
+#[path = "support/engine_stubs.rs"]
+mod engine_stubs;
+use engine_stubs::CountingTx;
 
 const CHUNK: usize = 2048;
 const CHUNKS: usize = 2048;
@@ -44,33 +44,6 @@ impl PacketTx for CopyTx {
         }
         std::hint::black_box(&self.ring);
         SendOutcome { sent: batch.len() as u32, failed: 0 }
-    }
-}
-
-/// Sends nothing (the build without the copy).
-struct NullTx;
-
-impl PacketTx for NullTx {
-    fn send_batch(&mut self, batch: &FrameBatch) -> SendOutcome {
-        std::hint::black_box(batch.frame(0));
-        SendOutcome { sent: batch.len() as u32, failed: 0 }
-    }
-}
-
-struct NoHandler;
-
-impl ResponseHandler for NoHandler {
-    fn classify(&mut self, _: &[u8], _: std::time::SystemTime) -> Option<Verdict> {
-        None
-    }
-    fn emit(
-        &mut self,
-        _: &[u8],
-        _: std::time::SystemTime,
-        _: &Verdict,
-        _: engine::ResponseFlags,
-    ) -> bool {
-        false
     }
 }
 
@@ -116,14 +89,7 @@ fn engine_run<B: FrameBuilder, T: PacketTx>(builder: B, tx: T, slot: usize) -> (
     };
     let senders = vec![SenderSetup { targets: subshard(), builder, tx }];
     let c0 = process_cpu();
-    let r = engine::run(
-        &cfg,
-        &ctl,
-        &SystemClock,
-        senders,
-        None::<ReceiverSetup<LoopbackRx, NoHandler>>,
-        |_| {},
-    );
+    let r = engine_stubs::run_senders(&cfg, &ctl, senders);
     (r.counters.sent, process_cpu() - c0)
 }
 
@@ -168,7 +134,7 @@ fn main() {
         )
     };
     let walk = per(&walk_only);
-    let build = per(&|| engine_run(sender(&module), NullTx, slot));
+    let build = per(&|| engine_run(sender(&module), CountingTx, slot));
     let copy = per(&|| {
         engine_run(sender(&module), CopyTx { ring: vec![0; CHUNK * CHUNKS], next: 0 }, slot)
     });
