@@ -596,6 +596,38 @@ pub fn reap_stale() -> Result<Vec<String>, LabError> {
     Ok(gone)
 }
 
+/// Removes labs kept by `rzmap-lab up` (`rzu-…`) whose net namespace has no process left,
+/// i.e. whose `serve` process is gone, so the lab can no longer answer (e.g. after a benchmark
+/// run was killed). A kept lab outlives the process that made it, so its pid says nothing;
+/// and only `rzmap-lab down --stale` calls this, never a lab being built, which could catch
+/// another kept lab between creating its namespaces and starting its `serve`. Returns the
+/// lab ids removed.
+pub fn reap_orphaned_kept_labs() -> Result<Vec<String>, LabError> {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else { return Ok(Vec::new()) };
+    let mut ids: Vec<String> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix("-net").or_else(|| name.strip_suffix("-scan"))?;
+            id.starts_with(KEPT_LAB_PREFIX).then(|| id.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut gone = Vec::new();
+    for id in ids {
+        let net = format!("{id}-net");
+        // No net namespace (half a lab) or none of its processes left.
+        let orphaned =
+            !netns_exists(&net) || run(command("ip", &["netns", "pids", &net]))?.trim().is_empty();
+        if orphaned {
+            remove_lab(&id)?;
+            gone.push(id);
+        }
+    }
+    Ok(gone)
+}
+
 /// Tears down a lab kept by `rzmap-lab up` (or any lab by id): stops its `serve` process if
 /// `serve_pid` is given, and deletes `<id>-scan` and `<id>-net`. Errors if neither exists.
 pub fn remove_lab(id: &str) -> Result<(), LabError> {

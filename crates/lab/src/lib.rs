@@ -18,7 +18,9 @@ pub mod serve;
 pub mod spec;
 
 pub use cmd::LabError;
-pub use lab::{Lab, LabInfo, ReplyCounts, ResponderMode, reap_stale, remove_lab};
+pub use lab::{
+    Lab, LabInfo, ReplyCounts, ResponderMode, reap_orphaned_kept_labs, reap_stale, remove_lab,
+};
 pub use spec::{HostClass, LabSpec, Prefix, Shares, TcpState, Truth};
 
 /// Whether live lab tests should be skipped (`RZMAP_SKIP_LAB=1`); otherwise a lab that cannot

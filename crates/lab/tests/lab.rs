@@ -289,3 +289,50 @@ fn a_failing_step_tears_down_and_names_the_command() {
         .unwrap_or_default();
     assert!(!left.iter().any(|n| n.starts_with(&mine)), "left behind: {left:?}");
 }
+
+/// `rzmap-lab down --stale` leaves a kept lab (`up`) alone while its `serve` process lives,
+/// and removes it once that process is gone.
+#[test]
+fn down_stale_removes_a_kept_lab_only_when_its_serve_is_gone() {
+    if skip_lab() {
+        return;
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["up", "--prefix", "198.18.202.0/28", "--seed", "3", "--no-truth"])
+        .output()
+        .expect("run rzmap-lab up");
+    assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("up prints json");
+    let id = info["lab"]["id"].as_str().expect("lab id").to_string();
+    let serve = info["lab"]["serve_pid"].as_u64().expect("serve pid") as i32;
+    // Whatever happens below, the lab goes.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = rzmap_lab::remove_lab(&self.0);
+        }
+    }
+    let _down = Down(id.clone());
+    let exists = |suffix: &str| Path::new(&format!("/run/netns/{id}-{suffix}")).exists();
+    let down_stale = || {
+        let o = std::process::Command::new(BIN).args(["down", "--stale"]).output().unwrap();
+        assert!(o.status.success(), "down --stale: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+
+    let said = down_stale();
+    assert!(exists("scan") && exists("net"), "a live kept lab was removed: {said}");
+    assert!(!said.contains(&id), "{said}");
+
+    // Kill its serve process (as a crashed run would leave it) and wait until it is gone.
+    let _ = std::process::Command::new("kill").args(["-KILL", &serve.to_string()]).status();
+    for _ in 0..200 {
+        if !Path::new(&format!("/proc/{serve}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let said = down_stale();
+    assert!(said.contains(&format!("removed lab {id}")), "{said}");
+    assert!(!exists("scan") && !exists("net"), "the orphaned lab survived down --stale");
+}

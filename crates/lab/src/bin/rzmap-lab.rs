@@ -64,7 +64,8 @@ enum Cmd {
         #[arg(long)]
         no_truth: bool,
     },
-    /// Remove a lab made by `up` (by its id), or with --stale every lab of a dead process.
+    /// Remove a lab made by `up` (by its id), or with --stale every test lab of a dead process
+    /// and every lab made by `up` whose serve process is gone.
     Down {
         id: Option<String>,
         #[arg(long)]
@@ -232,6 +233,15 @@ fn down(id: Option<String>, stale: bool) -> ExitCode {
     if stale {
         match rzmap_lab::reap_stale() {
             Ok(v) => v.iter().for_each(|n| eprintln!("rzmap-lab: removed stale namespace {n}")),
+            Err(e) => {
+                eprintln!("rzmap-lab down: {e}");
+                ok = false;
+            }
+        }
+        match rzmap_lab::reap_orphaned_kept_labs() {
+            Ok(v) => v.iter().for_each(|id| {
+                eprintln!("rzmap-lab: removed lab {id} (its serve process was gone)")
+            }),
             Err(e) => {
                 eprintln!("rzmap-lab down: {e}");
                 ok = false;
