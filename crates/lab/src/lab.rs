@@ -596,12 +596,12 @@ pub fn reap_stale() -> Result<Vec<String>, LabError> {
     Ok(gone)
 }
 
-/// Removes labs kept by `rzmap-lab up` (`rzu-…`) whose net namespace has no process left,
-/// i.e. whose `serve` process is gone, so the lab can no longer answer (e.g. after a benchmark
-/// run was killed). A kept lab outlives the process that made it, so its pid says nothing;
-/// and only `rzmap-lab down --stale` calls this, never a lab being built, which could catch
-/// another kept lab between creating its namespaces and starting its `serve`. Returns the
-/// lab ids removed.
+/// Removes labs kept by `rzmap-lab up` (`rzu-<pid>-…`) that nothing serves any more: the
+/// process that built the lab has exited and the net namespace has no process left (its
+/// `serve` is gone), e.g. after a benchmark run was killed. A kept lab outlives its maker, so
+/// unlike [`reap_stale`] the maker's pid alone says nothing; while the maker lives, the lab is
+/// being built (its namespaces exist before its `serve` starts) and is left alone. Only
+/// `rzmap-lab down --stale` calls this. Returns the lab ids removed.
 pub fn reap_orphaned_kept_labs() -> Result<Vec<String>, LabError> {
     let Ok(dir) = std::fs::read_dir("/run/netns") else { return Ok(Vec::new()) };
     let mut ids: Vec<String> = dir
@@ -616,12 +616,18 @@ pub fn reap_orphaned_kept_labs() -> Result<Vec<String>, LabError> {
     ids.dedup();
     let mut gone = Vec::new();
     for id in ids {
+        let maker = id[KEPT_LAB_PREFIX.len()..].split('-').next().and_then(|p| p.parse().ok());
+        if maker.is_none_or(pid_alive) {
+            continue;
+        }
         let net = format!("{id}-net");
-        // No net namespace (half a lab) or none of its processes left.
-        let orphaned =
-            !netns_exists(&net) || run(command("ip", &["netns", "pids", &net]))?.trim().is_empty();
-        if orphaned {
-            remove_lab(&id)?;
+        // No net namespace left (half a lab), or no process in it. A namespace that vanishes
+        // meanwhile was removed by someone else.
+        let orphaned = match run(command("ip", &["netns", "pids", &net])) {
+            Ok(pids) => pids.trim().is_empty(),
+            Err(_) => !netns_exists(&net),
+        };
+        if orphaned && remove_lab(&id).is_ok() {
             gone.push(id);
         }
     }
