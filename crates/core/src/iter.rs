@@ -380,7 +380,6 @@ impl Subshard {
 
     /// Moves past the current look-ahead block and computes the next one; `false` (and the
     /// subshard done) when the arc has no element left.
-    #[cold]
     #[inline(never)]
     fn look_ahead(&mut self) -> bool {
         if self.done {
