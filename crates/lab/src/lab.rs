@@ -577,6 +577,11 @@ fn spawn_serve(net: &str, bin: &Path, cfg: &ServeConfig) -> Result<Child, LabErr
     Ok(child)
 }
 
+/// The pid in a lab namespace or id named `<prefix><pid>-…`, if it is one.
+fn maker_pid(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?.split('-').next()?.parse().ok()
+}
+
 /// Removes labs whose owning process is gone (`rzl-<pid>-…` namespaces of dead pids), e.g.
 /// after a test process was killed. Returns the namespaces removed.
 pub fn reap_stale() -> Result<Vec<String>, LabError> {
@@ -584,10 +589,7 @@ pub fn reap_stale() -> Result<Vec<String>, LabError> {
     let Ok(dir) = std::fs::read_dir("/run/netns") else { return Ok(gone) };
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(TEST_LAB_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
+        let Some(pid) = maker_pid(&name, TEST_LAB_PREFIX) else { continue };
         if !pid_alive(pid) {
             let _ = run(command("ip", &["netns", "del", &name]));
             gone.push(name);
@@ -616,8 +618,7 @@ pub fn reap_orphaned_kept_labs() -> Result<Vec<String>, LabError> {
     ids.dedup();
     let mut gone = Vec::new();
     for id in ids {
-        let maker = id[KEPT_LAB_PREFIX.len()..].split('-').next().and_then(|p| p.parse().ok());
-        if maker.is_none_or(pid_alive) {
+        if maker_pid(&id, KEPT_LAB_PREFIX).is_none_or(pid_alive) {
             continue;
         }
         let net = format!("{id}-net");
