@@ -30,6 +30,7 @@
 pub mod bpf;
 pub mod discovery;
 pub mod ethtool;
+mod mapping;
 mod netlink;
 pub mod netns;
 pub mod process;

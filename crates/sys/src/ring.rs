@@ -9,9 +9,9 @@
 //! header (use [`crate::bpf::LinkLayer::Ip`] filters), as `-X` needs on links without
 //! Ethernet headers.
 
+use crate::mapping::Mapping;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -105,9 +105,9 @@ const PKT_HDR_MIN: usize = 28;
 
 /// A TPACKET_V3 receive ring bound to one interface.
 pub struct PacketRing {
+    // Field order is drop order: the ring is unmapped before the socket closes.
+    map: Mapping,
     fd: OwnedFd,
-    map: NonNull<u8>,
-    map_len: usize,
     block_size: usize,
     block_count: usize,
     current: usize,
@@ -153,27 +153,10 @@ impl PacketRing {
             tp_feature_req_word: 0,
         };
         sock::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        let map_len = block_size * block_count;
-        // SAFETY: we ask for a fresh shared mapping of the ring the kernel just allocated
-        // for `fd`, of exactly its size; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let map = Mapping::ring(&fd, block_size * block_count, 0, false)?;
         let ring = PacketRing {
-            fd,
             map,
-            map_len,
+            fd,
             block_size,
             block_count,
             current: 0,
@@ -290,14 +273,6 @@ impl PacketRing {
 impl AsFd for PacketRing {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-impl Drop for PacketRing {
-    fn drop(&mut self) {
-        // SAFETY: `map`/`map_len` are exactly what mmap returned, and no reference into the
-        // mapping outlives `&mut self` (frames are only lent to callbacks).
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
     }
 }
 

@@ -12,9 +12,9 @@
 //!
 //! The API has the shape of [`crate::send::AfPacketSender`]: `send_from(frames) -> SendOutcome`.
 
+use crate::mapping::Mapping;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -54,10 +54,10 @@ impl Default for TxRingConfig {
 
 /// Sends Ethernet frames through a TPACKET_V2 transmit ring on one interface.
 pub struct TxRingSender {
+    // Field order is drop order: the ring is unmapped before the socket closes.
+    map: Mapping,
     fd: OwnedFd,
     addr: Box<libc::sockaddr_ll>,
-    map: NonNull<u8>,
-    map_len: usize,
     slots: usize,
     /// Next slot to write (equals the kernel's send head when nothing is pending).
     tail: usize,
@@ -94,28 +94,11 @@ impl TxRingSender {
             tp_frame_nr: u32::try_from(slots).map_err(|_| io::Error::other("ring too large"))?,
         };
         sock::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)?;
-        let map_len = blocks * BLOCK_SIZE;
-        // SAFETY: we ask for a fresh shared mapping of the ring the kernel just allocated for
-        // `fd`, of exactly its size; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let map = Mapping::ring(&fd, blocks * BLOCK_SIZE, 0, false)?;
         let sender = TxRingSender {
+            map,
             fd,
             addr: Box::new(sock::sockaddr_ll(ifindex, libc::ETH_P_IP as u16, Some(dst_mac))),
-            map,
-            map_len,
             slots,
             tail: 0,
             pending: 0,
@@ -330,14 +313,6 @@ impl TxRingSender {
 impl AsFd for TxRingSender {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-impl Drop for TxRingSender {
-    fn drop(&mut self) {
-        // SAFETY: `map`/`map_len` are exactly what mmap returned, and no reference into the
-        // mapping outlives `&mut self`.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
     }
 }
 

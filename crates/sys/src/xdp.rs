@@ -19,9 +19,9 @@
 //! The API has the shape of [`crate::send::AfPacketSender`]: `send_from(frames) -> SendOutcome`,
 //! and every frame is either sent or counted as failed before it returns.
 
+use crate::mapping::Mapping;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,7 @@ impl XdpConfig {
 
 /// One mapped AF_XDP ring: producer and consumer words shared with the kernel, then entries.
 struct Ring {
-    map: NonNull<u8>,
-    map_len: usize,
+    map: Mapping,
     producer: usize,
     consumer: usize,
     desc: usize,
@@ -97,26 +96,9 @@ impl Ring {
     ) -> io::Result<Ring> {
         let offset = |v: u64| usize::try_from(v).map_err(|_| io::Error::other("ring offset"));
         let desc = offset(off.desc)?;
-        let map_len = desc + entries * entry_size;
-        // SAFETY: a fresh shared mapping of the ring the kernel allocated for `fd`, of the size
-        // it reported (entries after the offset of the first one); no existing memory changes.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let map = Mapping::ring(fd, desc + entries * entry_size, pgoff, true)?;
         Ok(Ring {
             map,
-            map_len,
             producer: offset(off.producer)?,
             consumer: offset(off.consumer)?,
             desc,
@@ -147,21 +129,13 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `map` created; no reference into it outlives the ring.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
-    }
-}
-
 /// Sends Ethernet frames through an AF_XDP socket (copy mode) on one interface queue.
 pub struct XdpSender {
     // Field order is drop order: the rings and the UMEM are unmapped before the socket closes.
     tx: Ring,
     completion: Ring,
     _fill: Ring,
-    umem: NonNull<u8>,
-    umem_len: usize,
+    umem: Mapping,
     fd: OwnedFd,
     /// Free UMEM chunk addresses (a stack; capacity = every chunk, so pushes never allocate).
     free: Vec<u64>,
@@ -210,28 +184,10 @@ impl XdpSender {
         let mtu = link.mtu;
         let max_frame = mtu.map_or(MAX_FRAME_LEN, |m| (m as usize + 14).min(MAX_FRAME_LEN));
         let fd = sock::socket(libc::AF_XDP, libc::SOCK_RAW, 0)?;
-        let umem_len = chunks * CHUNK_SIZE;
-        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                umem_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let umem =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        // From here the UMEM is unmapped by `UmemGuard` until the sender owns it.
-        let guard = UmemGuard { map: umem, len: umem_len };
+        let umem = Mapping::anonymous(chunks * CHUNK_SIZE)?;
         let reg = libc::xdp_umem_reg {
             addr: umem.as_ptr() as u64,
-            len: umem_len as u64,
+            len: umem.len() as u64,
             chunk_size: CHUNK_SIZE as u32,
             headroom: 0,
             flags: 0,
@@ -280,14 +236,12 @@ impl XdpSender {
                 other => break other.map(drop)?,
             };
         }
-        std::mem::forget(guard);
         let tx_producer = tx.producer().load(Ordering::Relaxed);
         Ok(XdpSender {
             tx,
             completion,
             _fill: fill,
             umem,
-            umem_len,
             fd,
             free: (0..chunks as u64).rev().map(|c| c * CHUNK_SIZE as u64).collect(),
             entry_chunk: vec![0; entries],
@@ -366,7 +320,7 @@ impl XdpSender {
     /// Copies `f` into a free chunk and writes its descriptor at our producer index.
     fn describe(&mut self, f: &[u8]) {
         let chunk = self.free.pop().expect("caller made sure a chunk is free");
-        // SAFETY: `chunk` is a free chunk's offset (below umem_len, CHUNK_SIZE apart) and
+        // SAFETY: `chunk` is a free chunk's offset (below the UMEM length, CHUNK_SIZE apart) and
         // `f.len() <= CHUNK_SIZE`; the kernel does not touch a chunk until we describe it.
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -394,7 +348,7 @@ impl XdpSender {
             // SAFETY: entries between the consumer and the producer are written by the kernel
             // and ours to read until we advance the consumer.
             let addr = unsafe { self.completion.entry(consumer, 8).cast::<u64>().read() };
-            if (addr as usize) < self.umem_len && self.free.len() < self.free.capacity() {
+            if (addr as usize) < self.umem.len() && self.free.len() < self.free.capacity() {
                 self.free.push(addr - addr % CHUNK_SIZE as u64);
             }
             consumer = consumer.wrapping_add(1);
@@ -510,7 +464,7 @@ impl XdpSender {
     /// Rewrites every pending descriptor to point past the UMEM, so the kernel will skip it as
     /// invalid instead of sending it late; counts them as failed.
     fn withdraw_pending(&mut self, out: &mut SendOutcome) {
-        let outside = self.umem_len as u64;
+        let outside = self.umem.len() as u64;
         let mut index = self.tx_producer.wrapping_sub(self.pending as u32);
         while index != self.tx_producer {
             let i = (index & self.tx.mask) as usize;
@@ -529,30 +483,9 @@ impl XdpSender {
     }
 }
 
-/// Unmaps the UMEM if `open` fails before the sender takes it over.
-struct UmemGuard {
-    map: NonNull<u8>,
-    len: usize,
-}
-
-impl Drop for UmemGuard {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `open` created, not yet owned by a sender.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
-    }
-}
-
 impl AsFd for XdpSender {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-impl Drop for XdpSender {
-    fn drop(&mut self) {
-        // SAFETY: `umem`/`umem_len` are exactly what mmap returned; the rings (fields) are
-        // unmapped by their own Drop and the socket closed after this.
-        unsafe { libc::munmap(self.umem.as_ptr().cast(), self.umem_len) };
     }
 }
 
