@@ -94,10 +94,11 @@ impl OutputHandler {
         self.banner.as_ref().map(|b| (*b.grab.stats(), b.grab.frames()))
     }
 
-    /// Emits the records of finished grabs (every one with `all`); returns how many passed
-    /// the filter.
+    /// Flushes the grabber's queued segments, then emits the records of finished grabs (every
+    /// one with `all`); returns how many passed the filter.
     fn report_banners(&mut self, now: SystemTime, all: bool, budget: Option<u64>) -> u64 {
         let Some(b) = self.banner.as_mut() else { return 0 };
+        b.grab.flush();
         let cooldown = self.controls.counters.active_senders.load(Ordering::Relaxed) == 0;
         let flags = ResponseFlags { repeat: false, cooldown };
         let (processor, filter, output) = (&mut self.processor, &self.filter, &mut self.output);
@@ -284,23 +285,11 @@ impl ResponseHandler for &mut OutputHandler {
     }
 
     fn after_poll(&mut self, now: SystemTime, budget: Option<u64>) -> u64 {
-        match self.banner.as_mut() {
-            Some(b) => {
-                b.grab.flush();
-                self.report_banners(now, false, budget)
-            }
-            None => 0,
-        }
+        self.report_banners(now, false, budget)
     }
 
     fn finish(&mut self, now: SystemTime, budget: Option<u64>) -> u64 {
-        match self.banner.as_mut() {
-            Some(b) => {
-                b.grab.flush();
-                self.report_banners(now, true, budget)
-            }
-            None => 0,
-        }
+        self.report_banners(now, true, budget)
     }
 
     fn flush(&mut self) {
